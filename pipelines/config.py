@@ -1,0 +1,205 @@
+"""The run configuration: one YAML file, validated once at load, before any work starts.
+
+Every stage reads its own section; `output_dir` is the run folder, and each stage writes
+`<output_dir>/<stage>/`. An unknown key, a wrong type or a missing input is a `ConfigError`
+whose message is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(Section):
+    paths: list[str] = Field(default_factory=list)  # globs or files; relative to the config's cwd
+    format: Literal["warc", "jsonl", "parquet"] = "warc"
+    text_key: str = "text"
+    id_key: str = "id"
+    limit: int = -1  # documents per task, for smoke runs
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    def files(self) -> list[str]:
+        """Every input file, sorted, so task assignment does not depend on the file system's order."""
+        found: list[str] = []
+        for pattern in self.paths:
+            found.extend(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        return sorted(set(found))
+
+
+class ExecutorConfig(Section):
+    kind: Literal["local", "slurm"] = "local"
+    tasks: int = Field(1, ge=1)
+    workers: int = -1  # max simultaneous tasks; -1 = all
+    # Slurm only (mapped onto datatrove's SlurmPipelineExecutor)
+    partition: str | None = None
+    time: str = "04:00:00"
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: float = Field(2, gt=0)
+    qos: str | None = None
+    sbatch_args: dict[str, str] = Field(default_factory=dict)
+    env_command: str | None = None
+    venv: str | None = None  # path of a virtualenv; its bin/activate is sourced inside each job
+
+
+class ExtractConfig(Section):
+    extractor: str = "trafilatura"  # trafilatura | resiliparse | any name in blocks.extractors.EXTRACTORS
+    timeout: float = 1.0  # seconds per page (FineWeb: 1 s for trafilatura)
+    favour_precision: bool = True  # FineWeb ran trafilatura in precision mode
+
+
+class FiltersConfig(Section):
+    """`enabled` lists the filters in order; any other key is `<filter name>: {<argument>: value}`."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    enabled: list[str] = Field(
+        default_factory=lambda: [
+            "url", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"
+        ]
+    )
+    word_splitter: Literal["regex", "spacy"] = "regex"
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        extra = self.model_extra or {}
+        for name, value in extra.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"filters.{name}: expected a mapping of argument: value, got {value!r}")
+        return dict(extra)
+
+
+class PiiConfig(Section):
+    emails: bool = True
+    ips: bool = True
+
+
+class DedupConfig(Section):
+    engine: Literal["datatrove", "datasketch"] = "datatrove"
+    scope: Literal["per_dump", "global"] = "per_dump"
+    exact: bool = True
+    minhash: dict[str, Any] = Field(default_factory=dict)  # n_grams, num_buckets, hashes_per_bucket, hash_bits, ...
+    max_documents_in_memory: int = 2_000_000  # datasketch engine refuses larger corpora
+    tasks: int | None = None  # defaults to executor.tasks
+
+
+class AnnotateConfig(Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    n_documents: int = 50
+    seed: int = 0
+    source: str | None = None  # stage folder to sample from; default: latest of dedup/ or base/
+    stratify_by: str | None = None
+
+
+class AnnotatorConfig(Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    kind: Literal["local", "endpoint"] = "local"
+
+
+class ClassifierConfig(Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    backbone: Literal["embed", "fasttext"] = "fasttext"
+
+
+class ScoreConfig(Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    classifier: str | None = None  # default: <output_dir>/classifier
+
+
+class SubsetsConfig(Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])
+
+
+class AblateConfig(Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str
+    output_dir: str
+    dump: str = "CC-MAIN-2024-10"
+    input: InputConfig = Field(default_factory=InputConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    subsets: SubsetsConfig = Field(default_factory=SubsetsConfig)
+    ablate: AblateConfig = Field(default_factory=AblateConfig)
+
+    source_file: str | None = Field(default=None, exclude=True)
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.output_dir) / stage
+
+
+def _apply_override(data: dict, assignment: str, source: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"{source}: --set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: --set {key}: {part} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{key}'"
+    return f"{source}: {key}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = (), check_inputs: bool = True) -> RunConfig:
+    """Read, override (`key=value`) and validate a run config. Raises ConfigError with a one-line message."""
+    source = str(path)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    for assignment in overrides:
+        _apply_override(data, assignment, source)
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None
+    cfg.source_file = source
+    cfg.filters.overrides()
+    if check_inputs:
+        if not cfg.input.paths:
+            raise ConfigError(f"{source}: input.paths is empty")
+        for pattern in cfg.input.paths:
+            if not any(os.path.isfile(p) for p in glob.glob(pattern, recursive=True)):
+                raise ConfigError(f"{source}: input.paths: no file matches '{pattern}'")
+    return cfg
