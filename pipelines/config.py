@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,19 +45,73 @@ class InputConfig(Section):
         return sorted(set(found))
 
 
+# What may reach a generated sbatch script from the config: every value is written on a `#SBATCH` line
+# or a command line of the job, so a newline, a space or a shell metacharacter would inject commands.
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*")  # partition(s), qos
+# Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or no limit
+_SLURM_TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE")
+_SBATCH_OPTION = re.compile(r"[a-z][a-z0-9-]*")
+_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:=/@+-]*")
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@,=-]+")  # also checked on output_dir by pipelines.slurm
+
+
 class ExecutorConfig(Section):
+    """Where a stage runs. The Slurm fields map onto datatrove's SlurmPipelineExecutor (pipelines/slurm.py)."""
+
     kind: Literal["local", "slurm"] = "local"
     tasks: int = Field(1, ge=1)
     workers: int = -1  # max simultaneous tasks; -1 = all
     # Slurm only (mapped onto datatrove's SlurmPipelineExecutor)
-    partition: str | None = None
-    time: str = "04:00:00"
+    partition: str | None = None  # default: the cluster's default partition
+    time: str = "04:00:00"  # per task
     cpus_per_task: int = Field(1, ge=1)
     mem_per_cpu_gb: float = Field(2, gt=0)
-    qos: str | None = None
-    sbatch_args: dict[str, str] = Field(default_factory=dict)
-    env_command: str | None = None
+    qos: str | None = None  # left out of the script when unset
+    sbatch_args: dict[str, str] = Field(default_factory=dict)  # extra `#SBATCH --key=value` lines
+    env_command: str | None = None  # shell run first in each job (by design free shell: it comes from the user)
     venv: str | None = None  # path of a virtualenv; its bin/activate is sourced inside each job
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError("must be -1 (all at once) or a positive number of simultaneous tasks")
+        return v
+
+    @field_validator("partition", "qos")
+    @classmethod
+    def _slurm_name(cls, v: str | None) -> str | None:
+        if v is not None and not _SLURM_NAME.fullmatch(v):
+            raise ValueError("a Slurm name may hold only letters, digits and _ . + - (a list: comma-separated)")
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _slurm_time(cls, v: str) -> str:
+        if not _SLURM_TIME.fullmatch(v):
+            raise ValueError("not a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED)")
+        return v
+
+    @field_validator("sbatch_args", mode="before")
+    @classmethod
+    def _sbatch_args(cls, v):
+        if not isinstance(v, dict):
+            return v
+        checked = {}
+        for key, value in v.items():
+            key, value = str(key).removeprefix("--"), "" if value is None else str(value)
+            if not _SBATCH_OPTION.fullmatch(key) or not _SBATCH_VALUE.fullmatch(value):
+                raise ValueError(f"sbatch option {key!r}={value!r} holds a character that is not allowed "
+                                 "(option: lowercase letters, digits, -; value: letters, digits and _ . , : = / @ + -)")
+            checked[key] = value
+        return checked
+
+    @field_validator("venv")
+    @classmethod
+    def _venv(cls, v: str | None) -> str | None:
+        if v is not None and not SAFE_PATH.fullmatch(v):
+            raise ValueError("the path may hold only letters, digits and _ . / + @ , = -")
+        return v
 
 
 class ExtractConfig(Section):
