@@ -1,0 +1,294 @@
+"""Running a stage on Slurm: each step becomes an array job, chained with `afterok`, then `finalize` as a one-task job.
+
+`launch_slurm` submits and returns at once. The job ids go to `<stage>/slurm_jobs.json`, so that
+- a later stage submitted right away (`make base dedup EXECUTOR=slurm`) waits for this stage's final job,
+- `winnow status` can ask the queue about them,
+- running the same command again while the jobs are still queued is refused instead of doubling the work.
+
+The run folder ends as a local run leaves it: the steps write the same files, and `finalize` (summary.json,
+plots) runs as the last job, after every step and its stats merge. Completed tasks are skipped on a relaunch.
+A job whose dependency failed is cancelled (`--kill-on-invalid-dep=yes`), not left pending forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from datatrove.executor.slurm import SlurmPipelineExecutor, launch_slurm_job
+
+from pipelines.config import SAFE_PATH, ConfigError, RunConfig
+from pipelines.executors import Step, logging_dir
+
+JOBS_FILE = "slurm_jobs.json"
+FINALIZE = "finalize"  # the finalize job's folder under <stage>/logs/
+# stages in the order they feed each other; a stage waits for the unfinished Slurm jobs of the ones before it
+STAGE_ORDER = ["base", "dedup", "annotate", "classifier", "score", "subsets", "ablate"]
+# job states in which a job may still run (anything else is over: COMPLETED, FAILED, CANCELLED, TIMEOUT, ...)
+ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+                 "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+SLURM_TOOLS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
+_JOB_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+class WinnowSlurmExecutor(SlurmPipelineExecutor):
+    """datatrove's Slurm executor, keeping the id of the stats-merge job so that finalize can wait for it."""
+
+    def __init__(self, *args, merge_stats: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merge_stats = merge_stats
+        self.merge_job_id = None
+
+    def launch_merge_stats(self):
+        if not self.merge_stats:
+            return
+        stats, merged = self.logging_dir.resolve_paths("stats"), self.logging_dir.resolve_paths("stats.json")
+        script = self.get_launch_file_contents(
+            {**self.get_sbatch_args(), "cpus-per-task": 1, "mem-per-cpu": "1G", "dependency": f"afterok:{self.job_id}"},
+            f"merge_stats {stats} -o {merged}",
+        )
+        self.merge_job_id = launch_slurm_job(script, self.job_id_retriever)
+
+
+def run_finalize(finalize: Callable[[], None], data, rank: int = 0, world_size: int = 1):
+    """The pipeline of the final job: a datatrove pipeline whose only step calls the stage's finalize."""
+    finalize()
+
+
+def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callable[[], None] | None = None) -> None:
+    """Submit a stage's steps as a chain of array jobs (+ finalize) and return; see the module's docstring."""
+    _check_submittable(cfg, stage, steps)
+    stage_dir = Path(cfg.output_dir).resolve() / stage
+    busy = active_jobs(read_jobs(stage_dir))
+    if busy:
+        _stop(f"winnow: {stage} already has jobs in the Slurm queue ({', '.join(busy)}); wait for them "
+              f"(winnow status -c {cfg.source_file}) or scancel them, then run the same command again")
+    partition = cfg.executor.partition or default_partition()
+    _preflight(cfg, partition)
+    upstream = _upstream_jobs(cfg, stage)
+
+    # the finalize job's completion marks "this submission finished"; a stale one from an earlier run must not count
+    marker = stage_dir / "logs" / FINALIZE / "completions" / "00000"
+    marker.unlink(missing_ok=True)
+
+    after = ":".join(upstream) or None
+    record = {"stage": stage, "config": cfg.source_file, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "upstream": upstream, "steps": [], "finalize": finalize is not None, "final_job": None}
+    for step in steps:
+        executor = _executor(cfg, stage, step.name, step.pipeline, step.tasks, step.workers, step.extra, partition,
+                             after)
+        executor.run()  # sbatch; job_id == -1 when every task had already completed
+        launched = executor.job_id not in (None, -1)
+        record["steps"].append({"name": step.name, "tasks": step.tasks,
+                                "job_id": str(executor.job_id) if launched else None,
+                                "merge_job_id": executor.merge_job_id})
+        if launched:
+            after = ":".join(j for j in (executor.job_id, executor.merge_job_id) if j)
+        _write_jobs(stage_dir, record)  # after every submission, so an interrupted launch leaves a usable record
+    if finalize is not None:
+        executor = _executor(cfg, stage, FINALIZE, [functools.partial(run_finalize, finalize)], 1, -1, {}, partition,
+                             after, skip_completed=False, merge_stats=False)
+        executor.run()
+        record["final_job"] = str(executor.job_id)
+    else:
+        record["final_job"] = after.split(":")[0] if after else None
+    _write_jobs(stage_dir, record)
+    jobs = " → ".join(s["job_id"] or "done" for s in record["steps"]) + f" → {record['final_job']}"
+    waits = f" after {', '.join(upstream)}" if upstream else ""
+    print(f"winnow: {stage} submitted to Slurm (jobs {jobs}{waits}); "
+          f"follow it with: winnow status -c {cfg.source_file}", file=sys.stderr)
+
+
+def _executor(cfg, stage, name, pipeline, tasks, workers, extra, partition, after, skip_completed=True,
+              merge_stats=True) -> WinnowSlurmExecutor:
+    ex = cfg.executor.model_copy(update={k: v for k, v in extra.items() if k in type(cfg.executor).model_fields})
+    workers = workers if workers != -1 else ex.workers
+    sbatch_args = {"kill-on-invalid-dep": "yes",
+                   # whole megabytes: Slurm refuses a fractional size such as 1.5G
+                   "mem-per-cpu": f"{int(ex.mem_per_cpu_gb * 1024)}M", **ex.sbatch_args}
+    log_dir = Path(logging_dir(cfg, stage, name)).resolve()
+    return WinnowSlurmExecutor(
+        pipeline=pipeline,
+        tasks=tasks,
+        workers=min(workers, tasks) if workers > 0 else -1,
+        time=ex.time,
+        partition=partition,
+        cpus_per_task=ex.cpus_per_task,
+        mem_per_cpu_gb=ex.mem_per_cpu_gb,
+        qos=ex.qos or "",  # "" leaves the line out; datatrove's default would be "normal"
+        job_name=job_name(cfg, stage, name),
+        env_command=job_environment(cfg),
+        sbatch_args=sbatch_args,
+        depends_job_id=after,
+        logging_dir=str(log_dir),
+        slurm_logs_folder=str(log_dir / "slurm_logs"),
+        skip_completed=skip_completed,
+        merge_stats=merge_stats,
+    )
+
+
+def job_name(cfg: RunConfig, stage: str, step: str) -> str:
+    return f"winnow.{cfg.name}.{stage}.{step}"
+
+
+def job_environment(cfg: RunConfig) -> str:
+    """Shell lines run first in each job: the venv the user launched from (so `launch_pickled_pipeline` and the
+    project are found), the offline settings, then the user's own `env_command`."""
+    venv = cfg.executor.venv or (sys.prefix if sys.prefix != sys.base_prefix else None)
+    if venv:
+        lines = [f"source {shlex.quote(str(Path(venv).resolve() / 'bin' / 'activate'))}"]
+    else:
+        lines = [f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\""]
+    lines.append("export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
+                 "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS= TOKENIZERS_PARALLELISM=false")
+    if cfg.executor.env_command:
+        lines.append(cfg.executor.env_command)
+    return "\n        ".join(lines)  # datatrove dedents its script template by 8 spaces
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+
+def _check_submittable(cfg: RunConfig, stage: str, steps: list[Step]) -> None:
+    """Everything of the config that lands in the generated script must be harmless there (see config.py)."""
+    source = cfg.source_file or "config"
+    missing = [t for t in SLURM_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise ConfigError(f"{source}: executor.kind is slurm but {', '.join(missing)} is not on PATH "
+                          "(on this machine: make slurm-up)")
+    for name in [stage, *(s.name for s in steps)]:
+        if not _JOB_NAME.fullmatch(job_name(cfg, stage, name)):
+            raise ConfigError(f"{source}: name: {cfg.name!r} cannot be part of a Slurm job name "
+                              "(letters, digits and _ . + - only)")
+    out = str(Path(cfg.output_dir).resolve())
+    if not SAFE_PATH.fullmatch(out):
+        raise ConfigError(f"{source}: output_dir: {out!r} would reach sbatch; use letters, digits and _ . / + @ , = - "
+                          "only (no spaces or shell metacharacters)")
+
+
+def default_partition() -> str:
+    rows = _slurm(["sinfo", "-h", "-o", "%P"]).split()
+    default = [p.rstrip("*") for p in rows if p.endswith("*")]
+    if not (default or rows):
+        raise ConfigError("executor.partition is not set and the cluster has no partition")
+    return (default or rows)[0].rstrip("*")
+
+
+def _preflight(cfg: RunConfig, partition: str) -> None:
+    """`sbatch --test-only` with the config's partition, time, qos and options: a wrong one is one clear line."""
+    ex = cfg.executor
+    args = [f"--partition={partition}", f"--time={ex.time}", f"--cpus-per-task={ex.cpus_per_task}",
+            f"--mem-per-cpu={int(ex.mem_per_cpu_gb * 1024)}M", *(f"--qos={ex.qos}" for _ in [0] if ex.qos),
+            *(f"--{k}={v}" if v else f"--{k}" for k, v in ex.sbatch_args.items())]
+    result = subprocess.run(["sbatch", "--test-only", *args, "--wrap=true"], capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode != 0:
+        lines = [ln.removeprefix("sbatch: error: ") for ln in result.stderr.splitlines() if ln.strip()]
+        why = lines[0] if lines else f"sbatch exited with {result.returncode}"
+        raise ConfigError(f"{cfg.source_file}: executor: Slurm refuses the job ({' '.join(args)}): {why}")
+
+
+def _upstream_jobs(cfg: RunConfig, stage: str) -> list[str]:
+    """Final jobs of earlier stages of this run still queued: this stage starts after them. An earlier stage whose
+    last Slurm submission ended without finishing stops the launch (its output would be incomplete)."""
+    earlier = STAGE_ORDER[: STAGE_ORDER.index(stage)] if stage in STAGE_ORDER else STAGE_ORDER
+    waits = []
+    for other in earlier:
+        record = read_jobs(Path(cfg.output_dir) / other)
+        if not record or not record.get("final_job"):
+            continue
+        if active_jobs(record):
+            waits.append(record["final_job"])
+        elif not stage_finished(Path(cfg.output_dir) / other, record):
+            _stop(f"winnow: stage {other} did not finish its last Slurm run (see winnow status -c {cfg.source_file}); "
+                  f"relaunch it first, then {stage}")
+    return waits
+
+
+def _stop(message: str):
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+# ----------------------------------------------------------------------------------- the record and the queue
+
+
+def read_jobs(stage_dir: str | os.PathLike) -> dict | None:
+    path = Path(stage_dir) / JOBS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_jobs(stage_dir: Path, record: dict) -> None:
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    tmp = stage_dir / (JOBS_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(stage_dir / JOBS_FILE)
+
+
+def record_job_ids(record: dict | None) -> list[str]:
+    if not record:
+        return []
+    ids = [j for s in record["steps"] for j in (s.get("job_id"), s.get("merge_job_id")) if j]
+    return ids + ([record["final_job"]] if record.get("final_job") and record["final_job"] not in ids else [])
+
+
+def _slurm(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+
+
+def job_tasks(job_id: str) -> dict[str, tuple[str, str]]:
+    """Array index (or index range such as "2-5" for pending ones, or "" for a plain job) → (state, reason), from
+    the controller. Empty once the controller forgot the job (MinJobAge, 5 minutes by default)."""
+    tasks = {}
+    for line in _slurm(["scontrol", "show", "job", "-o", str(job_id)]).splitlines():
+        fields = dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
+        if "JobState" in fields:
+            tasks[fields.get("ArrayTaskId", "")] = (fields["JobState"], fields.get("Reason", "None"))
+    return tasks
+
+
+def active_jobs(record: dict | None) -> list[str]:
+    """The jobs of a stage's last submission that may still run."""
+    if not record or shutil.which("scontrol") is None:
+        return []
+    return [j for j in record_job_ids(record) if ACTIVE_STATES & {state for state, _ in job_tasks(j).values()}]
+
+
+def stage_finished(stage_dir: Path, record: dict | None = None) -> bool:
+    """Every step's tasks completed and, when the stage has a finalize job, that job completed too."""
+    record = record or read_jobs(stage_dir)
+    if record is None:
+        return False
+    for step in record["steps"]:
+        done = stage_dir / "logs" / step["name"] / "completions"
+        if not done.is_dir() or len(list(done.iterdir())) < step["tasks"]:
+            return False
+    return not record.get("finalize") or (stage_dir / "logs" / FINALIZE / "completions" / "00000").is_file()
+
+
+def wait_for_stage(cfg: RunConfig, stage: str, timeout: float = 300, poll: float = 0.5) -> None:
+    """Block until the stage's jobs have left the queue (for tests and scripts: `launch` returns at once).
+    Raises RuntimeError, with what `winnow status` would say, when they ended without finishing the stage."""
+    stage_dir = Path(cfg.output_dir).resolve() / stage
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = read_jobs(stage_dir)
+        if record is None:
+            raise RuntimeError(f"{stage}: nothing was submitted to Slurm ({stage_dir / JOBS_FILE} is missing)")
+        if not active_jobs(record):
+            if stage_finished(stage_dir, record):
+                return
+            from pipelines.status import stage_report
+
+            raise RuntimeError(f"{stage}: Slurm jobs ended without finishing the stage\n{stage_report(cfg, stage)}")
+        time.sleep(poll)
+    raise TimeoutError(f"{stage}: still running after {timeout:.0f} s (jobs {record_job_ids(read_jobs(stage_dir))})")

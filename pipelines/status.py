@@ -1,0 +1,155 @@
+"""`winnow status -c CFG`: per stage and step, tasks done / total, running, pending, failed (with the tail of the
+failed task's log), cancelled, and the command that relaunches what is missing.
+
+It reads the run folder (datatrove's `completions/`, task logs, `executor.json`, `ranks_to_run.json`) and, for
+stages submitted to Slurm (`<stage>/slurm_jobs.json`), the queue. Stages run locally are reported from the
+folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from pipelines.config import RunConfig
+from pipelines.slurm import FINALIZE, STAGE_ORDER, job_tasks, read_jobs
+
+COMMANDS = {"classifier": "train-classifier"}  # stage folder → winnow command, where they differ
+RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
+WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
+TAIL_LINES = 12
+
+
+def run(cfg: RunConfig, args) -> int:
+    out = Path(cfg.output_dir)
+    stages = [args.stage] if getattr(args, "stage", None) else run_stages(out)
+    print(f"run {cfg.name}: {out}")
+    if not stages:
+        print("  nothing has run yet")
+    for stage in stages:
+        print(stage_report(cfg, stage))
+    return 0
+
+
+def run_stages(out: Path) -> list[str]:
+    found = [p.name for p in out.iterdir() if (p / "logs").is_dir() or (p / "slurm_jobs.json").is_file()] \
+        if out.is_dir() else []
+    return sorted(found, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+
+
+def stage_report(cfg: RunConfig, stage: str) -> str:
+    stage_dir = Path(cfg.output_dir) / stage
+    record = read_jobs(stage_dir)
+    steps = _steps(stage_dir, record)
+    lines, totals = [], Counter()
+    for step in steps:
+        counts, failures = _step_state(stage_dir / "logs" / step["name"], step)
+        totals.update(counts)
+        detail = ", ".join(f"{n} {what}" for what, n in counts.items() if what != "done" and n)
+        lines.append(f"  {step['name']:<12} {counts['done']}/{step['tasks']} done" + (f", {detail}" if detail else ""))
+        lines.extend(failures)
+
+    if not steps:
+        state = "not started"
+    elif totals["running"] or totals["pending"]:
+        state = "running" if totals["running"] else "queued"
+    elif totals["failed"]:
+        state = "FAILED"
+    elif totals["cancelled"] or totals["not run"]:
+        state = "incomplete"
+    else:
+        state = "finished" + (" (summary.json written)" if (stage_dir / "summary.json").is_file() else "")
+    where = f" [Slurm jobs {', '.join(_job_ids(record))}]" if record else ""
+    head = f"{stage}: {state}{where}"
+    if state in ("FAILED", "incomplete"):
+        lines.append(f"  relaunch (runs only the missing tasks): {relaunch_command(cfg, stage, record)}")
+    if record and totals["cancelled"]:
+        lines.append("  (cancelled tasks were waiting on a job that failed; they run again with the relaunch)")
+    return "\n".join([head, *lines])
+
+
+def relaunch_command(cfg: RunConfig, stage: str, record: dict | None) -> str:
+    command = f"winnow {COMMANDS.get(stage, stage)} -c {cfg.source_file}"
+    if record and cfg.executor.kind != "slurm":
+        command += " --set executor.kind=slurm"
+    return command
+
+
+def _job_ids(record: dict) -> list[str]:
+    ids = [s["job_id"] or "done" for s in record["steps"]]
+    return ids + ([record["final_job"]] if record.get("finalize") and record.get("final_job") else [])
+
+
+def _steps(stage_dir: Path, record: dict | None) -> list[dict]:
+    """The stage's steps in order: from the Slurm record, else the step folders under logs/ (oldest first)."""
+    if record:
+        steps = [dict(s) for s in record["steps"]]
+        if record.get("finalize"):
+            steps.append({"name": FINALIZE, "tasks": 1, "job_id": record.get("final_job")})
+        return steps
+    logs = stage_dir / "logs"
+    folders = sorted((p for p in logs.glob("*/executor.json")), key=lambda p: p.stat().st_mtime) \
+        if logs.is_dir() else []
+    return [{"name": p.parent.name, "tasks": json.loads(p.read_text()).get("world_size", 1), "job_id": None}
+            for p in folders]
+
+
+def _step_state(log_dir: Path, step: dict) -> tuple[Counter, list[str]]:
+    """Counts of done / running / pending / failed / cancelled / not run tasks, and a tail for each failed one."""
+    done = {int(p.name) for p in (log_dir / "completions").glob("*")} if (log_dir / "completions").is_dir() else set()
+    queued = _rank_states(log_dir, step["job_id"]) if step.get("job_id") and shutil.which("scontrol") else {}
+    counts, failures = Counter(done=len(done & set(range(step["tasks"])))), []
+    for rank in range(step["tasks"]):
+        if rank in done:
+            continue
+        state, index = queued.get(rank, (None, None))
+        task_log = log_dir / "logs" / f"task_{rank:05d}.log"
+        if state in RUNNING:
+            counts["running"] += 1
+        elif state in WAITING:
+            counts["pending"] += 1
+        elif state == "DEPENDENCY":
+            counts["cancelled"] += 1
+        elif state is not None or task_log.is_file():
+            counts["failed"] += 1
+            slurm_log = log_dir / "slurm_logs" / f"{step['job_id']}_{index}.out"
+            failures.extend(_tail(rank, state or "ended without completing", step.get("job_id"), index,
+                                  task_log if task_log.is_file() else slurm_log))
+        else:
+            counts["not run"] += 1
+    return counts, failures
+
+
+def _rank_states(log_dir: Path, job_id: str) -> dict[int, tuple[str, str]]:
+    """rank → (Slurm state, array index) for the step's last submission; the array index i ran rank
+    ranks_to_run[i] (a relaunch runs only the missing ranks)."""
+    ranks_file = log_dir / "ranks_to_run.json"
+    ranks = json.loads(ranks_file.read_text()) if ranks_file.is_file() else []
+    states = {}
+    for indices, (state, reason) in job_tasks(job_id).items():
+        if state == "CANCELLED" and reason == "DependencyNeverSatisfied":
+            state = "DEPENDENCY"  # cancelled by Slurm because a job it waited on failed
+        for index in _expand(indices.split("%")[0]):
+            if index < len(ranks):
+                states[ranks[index]] = (state, str(index))
+    return states
+
+
+def _expand(indices: str) -> list[int]:
+    """Slurm's array index list ("3", "0-5", "1,4-6") → the indices."""
+    out = []
+    for part in filter(None, indices.split(",")):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _tail(rank: int, state: str, job_id, index, log: Path) -> list[str]:
+    where = f" (job {job_id}_{index}, {state})" if job_id and index is not None else f" ({state})"
+    if not log.is_file():
+        return [f"    task {rank}{where}: no log"]
+    text = log.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+    return [f"    task {rank}{where}: last lines of {log}", *(f"      | {line}" for line in text)]
+
