@@ -144,26 +144,66 @@ class PiiConfig(Section):
     ips: bool = True
 
 
+class MinhashParams(Section):
+    """FineWeb's MinHash (datatrove MinhashConfig defaults, as in FineWeb's dedup script)."""
+
+    n_grams: int = Field(5, ge=1)  # word 5-grams
+    num_buckets: int = Field(14, ge=1)  # 14 bands ...
+    hashes_per_bucket: int = Field(8, ge=1)  # ... of 8 hashes: P(dup | J=0.8) = 0.92, threshold ≈ 0.72
+    hash_bits: Literal[32, 64] = 64
+    seed: int = 1
+    language: str = "en"  # spaCy word splitting rules used for the shingles
+
+
 class DedupConfig(Section):
     engine: Literal["datatrove", "datasketch"] = "datatrove"
-    scope: Literal["per_dump", "global"] = "per_dump"
-    exact: bool = True
-    minhash: dict[str, Any] = Field(default_factory=dict)  # n_grams, num_buckets, hashes_per_bucket, hash_bits, ...
-    max_documents_in_memory: int = 2_000_000  # datasketch engine refuses larger corpora
-    tasks: int | None = None  # defaults to executor.tasks
+    scope: Literal["per_dump", "global"] = "per_dump"  # FineWeb: per dump; FineWeb-2: global
+    exact: bool = True  # exact dedup (hash of the normalised text) before MinHash
+    minhash: MinhashParams = Field(default_factory=MinhashParams)
+    max_documents_in_memory: int = Field(2_000_000, ge=1)  # datasketch engine refuses larger corpora
+    tasks: int | None = Field(None, ge=1)  # signature and filter tasks; defaults to executor.tasks
+    bucket_workers: int = Field(1, ge=1)  # tasks per bucket in the bucket step (num_buckets * this tasks)
 
 
 class AnnotateConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-    n_documents: int = 50
+    """Which documents are annotated, with which prompt (pipelines/annotate.py)."""
+
+    n_documents: int = Field(50, ge=1)
     seed: int = 0
     source: str | None = None  # stage folder to sample from; default: latest of dedup/ or base/
-    stratify_by: str | None = None
+    stratify_by: str | None = None  # a column of the source (e.g. dump, language): proportional sample per value
+    prompt: str = "fineweb_edu_v1"  # a shipped prompt name or a text file holding <EXAMPLE> once
+    max_chars: int = 1000  # document characters shown to the LLM (FineWeb-Edu: the first 1,000); <= 0 = all
+    tasks: int = Field(1, ge=1)  # datatrove tasks (each with its own server when annotator.kind is local)
+    checkpoint_every: int = Field(10, ge=1)  # documents per checkpoint chunk: a killed run redoes at most these
 
 
 class AnnotatorConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    """The LLM that rates documents: an OpenAI-compatible endpoint, or the embedded local server."""
+
     kind: Literal["local", "endpoint"] = "local"
+    base_url: str | None = None  # endpoint: e.g. http://gpu-node:8000/v1 (vLLM, SGLang, TGI, llama.cpp, hosted)
+    model: str | None = None  # endpoint: the served model name; local: set by the stage
+    api_key_env: str | None = None  # NAME of the environment variable holding the key (the key is never stored)
+    mode: Literal["chat", "decision"] | None = None  # chat: free answer, parsed; decision: score probabilities
+    concurrency: int = Field(0, ge=0)  # requests in flight per task; 0 = 1 for local, 16 for an endpoint
+    timeout_s: float = Field(120.0, gt=0)  # per request
+    max_attempts: int = Field(3, ge=1)  # per document, counting unparseable answers and failed requests
+    backoff_s: float = Field(2.0, ge=0)  # wait before retry n: backoff_s * 2**(n-1), capped at 60 s
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(512, ge=1)  # chat answers: FineWeb-Edu asks for <= 100 words + the score
+    samples: int = Field(1, ge=1)  # answers per document (a jury of samples; use temperature > 0)
+    aggregate: Literal["mean", "median", "majority"] = "mean"  # how samples become one score
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # passed as-is in each request (server options)
+    threads: int = Field(1, ge=1)  # local: torch threads of the embedded server
+    startup_timeout_s: float = Field(300.0, gt=0)  # local: seconds to wait for the server to load
+    model_dir: str | None = None  # local: converted model folder; default: ~/.cache/winnow/models/...
+
+    def resolved_mode(self) -> str:
+        return self.mode or ("decision" if self.kind == "local" else "chat")
+
+    def resolved_concurrency(self) -> int:
+        return self.concurrency or (1 if self.kind == "local" else 16)
 
 
 class ClassifierConfig(Section):
