@@ -91,12 +91,14 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
         record["steps"].append({"name": step.name, "tasks": step.tasks,
                                 "job_id": str(executor.job_id) if launched else None,
                                 "merge_job_id": executor.merge_job_id})
-        if launched:
-            after = ":".join(j for j in (executor.job_id, executor.merge_job_id) if j)
+        if launched:  # the next step needs this one's output; its stats merge runs alongside
+            after = str(executor.job_id)
         _write_jobs(stage_dir, record)  # after every submission, so an interrupted launch leaves a usable record
-    if finalize is not None:
+    merges = [s["merge_job_id"] for s in record["steps"] if s["merge_job_id"]]
+    if finalize is not None:  # after the last step and every stats merge: nothing of the stage is left queued
         executor = _executor(cfg, stage, FINALIZE, [functools.partial(run_finalize, finalize)], 1, -1, {}, partition,
-                             after, skip_completed=False, merge_stats=False)
+                             ":".join(filter(None, [after, *merges])) or None, skip_completed=False,
+                             merge_stats=False)
         executor.run()
         record["final_job"] = str(executor.job_id)
     else:
