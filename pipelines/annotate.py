@@ -264,7 +264,12 @@ def build_runner(cfg: RunConfig, stage_dir: Path):
 def reason_key(error: str | None) -> str:
     """A countable reason from a document's error text: its last attempt's reason without the details."""
     last = (error or "no answer").split(" || ")[-1].split(" | ")[-1]
-    return re.split(r"[:('\"]", last, maxsplit=1)[0].strip() or last
+    if last.startswith("HTTP "):
+        return last.split(":")[0]  # "HTTP 500"
+    for general in ("malformed reply", "server unreachable", "ambiguous score statement", "non-integer score"):
+        if last.startswith(general):
+            return general
+    return re.sub(r"^score -?\d+ outside", "score outside", last)
 
 
 def finalize(cfg: RunConfig) -> dict:

@@ -1,0 +1,367 @@
+"""The annotation stage on real FineWeb documents, against the real embedded server (SmolLM2 via `transformers serve`).
+
+Faults a real server cannot be made to produce on demand (an HTTP 500, a garbage body, a hang, a dropped
+connection) come from `FaultyProxy`, a small real HTTP server in this file that sits in front of the real server:
+it answers the fault itself or forwards the request unchanged.
+
+Everything runs with OMP_NUM_THREADS=1 under `nice`: the machine is shared.
+"""
+
+import gzip
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from classifiers.parsing import parse_score
+from pipelines import annotate
+from pipelines.config import ConfigError, RunConfig, load_config
+from pipelines.summary import read_summary
+
+os.environ["OMP_NUM_THREADS"] = "1"
+WINNOW = [sys.executable, "-m", "pipelines.cli"]
+
+
+# ---- real documents ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory, shared_data) -> Path:
+    """A base-stage-like folder: 40 real FineWeb documents (with their Llama-3 label) in two 'dumps'."""
+    with gzip.open(shared_data / "annotations" / "fineweb-edu-llama3" / "val.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for _, line in zip(range(40), f)]
+    folder = tmp_path_factory.mktemp("run") / "base"
+    folder.mkdir()
+    records = [{"text": r["text"], "id": f"val-{r['id']}", "url": f"https://example.org/{r['id']}",
+                "dump": "CC-MAIN-2024-10" if i % 4 else "CC-MAIN-2023-50", "llama3_score": r["scores"]["score"]}
+               for i, r in enumerate(rows)]
+    pq.write_table(pa.Table.from_pylist(records[:25]), folder / "00000.parquet")
+    pq.write_table(pa.Table.from_pylist(records[25:]), folder / "00001.parquet")
+    return folder
+
+
+def write_config(tmp_path: Path, base_dir: Path, annotate_section: dict, annotator_section: dict) -> Path:
+    config = {"name": "t", "output_dir": str(tmp_path / "run"),
+              "annotate": {"source": str(base_dir), **annotate_section}, "annotator": annotator_section}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def winnow_annotate(config: Path, *sets: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = ["nice", "-n", "10", *WINNOW, "annotate", "-c", str(config), *sum((["--set", s] for s in sets), [])]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted((run_dir / "annotations").glob("*.parquet")):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def sampled_ids(run_dir: Path) -> set[str]:
+    return {i for p in (run_dir / "annotations" / "sample").glob("*.parquet")
+            for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
+
+
+# ---- sampling (no server) ---------------------------------------------------------------------------------------
+def _cfg(tmp_path, base_dir, **annotate_section) -> RunConfig:
+    return RunConfig(name="t", output_dir=str(tmp_path), annotate={"source": str(base_dir), **annotate_section})
+
+
+def test_sample_is_seeded_and_fixed_once(tmp_path, base_dir):
+    first = sampled_ids_from(annotate.write_sample(_cfg(tmp_path / "a", base_dir, n_documents=10, seed=3)))
+    again = sampled_ids_from(annotate.write_sample(_cfg(tmp_path / "b", base_dir, n_documents=10, seed=3)))
+    other = sampled_ids_from(annotate.write_sample(_cfg(tmp_path / "c", base_dir, n_documents=10, seed=4)))
+    assert len(first) == 10 and first == again and first != other
+    # documents come from both source files
+    all_ids = set(pq.read_table(base_dir / "00001.parquet").column("id").to_pylist())
+    assert first & all_ids
+    with pytest.raises(ConfigError, match="different sample"):
+        annotate.write_sample(_cfg(tmp_path / "a", base_dir, n_documents=11, seed=3))
+
+
+def sampled_ids_from(folder: Path) -> set[str]:
+    return {i for p in folder.glob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
+
+
+def test_stratified_sample_keeps_each_dumps_share(tmp_path, base_dir):
+    cfg = _cfg(tmp_path, base_dir, n_documents=8, seed=0, stratify_by="dump", tasks=2)
+    folder = annotate.write_sample(cfg)
+    rows = [r for p in sorted(folder.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert len(list(folder.glob("*.parquet"))) == 2  # one file per task
+    strata = [r["stratum"] for r in rows]
+    # 40 documents, 10 from CC-MAIN-2023-50: a quarter of the sample
+    assert sorted(strata) == ["CC-MAIN-2023-50"] * 2 + ["CC-MAIN-2024-10"] * 6
+    assert len({r["id"] for r in rows}) == 8 and all(r["text"] for r in rows)
+
+
+def test_asking_for_more_than_there_is_takes_everything_once(tmp_path, base_dir):
+    ids = sampled_ids_from(annotate.write_sample(_cfg(tmp_path, base_dir, n_documents=1000)))
+    assert len(ids) == 40
+
+
+def test_annotator_config_is_checked_at_load(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: t\noutput_dir: x\nannotator: {kind: endpoint, temperature: -1}\n")
+    with pytest.raises(ConfigError, match="annotator.temperature"):
+        load_config(path, check_inputs=False)
+    path.write_text("name: t\noutput_dir: x\nannotator: {kind: endpoint, api_key: sk-123}\n")
+    with pytest.raises(ConfigError, match="unknown key 'annotator.api_key'"):
+        load_config(path, check_inputs=False)
+
+
+# ---- the real server --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    from classifiers.local_server import LocalServer, ensure_model_dir
+
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    with LocalServer(ensure_model_dir(), threads=1, log_path=log) as server:
+        yield server
+
+
+class FaultyProxy:
+    """A real HTTP server: for each distinct request body, `faults[k]` lists what the first attempts get
+    ("500", "garbage", "hang", "drop"); later attempts are forwarded to `upstream` (or get 503 without one)."""
+
+    def __init__(self, upstream: str | None, faults: list[list[str]], hang_s: float = 30.0):
+        self.upstream, self.faults, self.hang_s = upstream, faults, hang_s
+        self.seen: dict[bytes, int] = {}
+        self.attempts: dict[bytes, int] = {}
+        self.authorization: set[str] = set()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                proxy.authorization.add(self.headers.get("Authorization", ""))
+                body = (httpx.get(proxy.upstream + self.path).content if proxy.upstream
+                        else json.dumps({"data": [{"id": "any"}]}).encode())
+                self._send(200, body)
+
+            def do_POST(self):
+                proxy.authorization.add(self.headers.get("Authorization", ""))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                k = proxy.seen.setdefault(body, len(proxy.seen))
+                n = proxy.attempts[body] = proxy.attempts.get(body, 0) + 1
+                plan = proxy.faults[k % len(proxy.faults)]
+                fault = plan[n - 1] if n <= len(plan) else "forward"
+                if fault == "500":
+                    return self._send(500, b'{"error": "internal"}')
+                if fault == "garbage":
+                    return self._send(200, b"<html>\x00\xff not json")
+                if fault == "hang":
+                    time.sleep(proxy.hang_s)
+                    return self._send(200, b"{}")
+                if fault == "drop":
+                    self.close_connection = True
+                    return self.connection.shutdown(2)
+                if not proxy.upstream:
+                    return self._send(503, b"no upstream")
+                reply = httpx.post(proxy.upstream + self.path, content=body,
+                                   headers={"Content-Type": "application/json"}, timeout=300)
+                self._send(reply.status_code, reply.content)
+
+            def _send(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def run_in_process(config: Path, *sets: str) -> int:
+    from pipelines.cli import main
+
+    return main(["annotate", "-c", str(config), *sum((["--set", s] for s in sets), [])])
+
+
+@pytest.mark.slow
+def test_faults_that_never_clear_end_as_failed_with_their_reason(tmp_path, base_dir):
+    proxy = FaultyProxy(None, [["500"] * 9, ["garbage"] * 9, ["hang"] * 9], hang_s=5)
+    config = write_config(tmp_path, base_dir, {"n_documents": 3, "seed": 5},
+                          {"kind": "endpoint", "base_url": proxy.url, "model": "any", "mode": "decision",
+                           "timeout_s": 1, "max_attempts": 2, "backoff_s": 0.1})
+    try:
+        assert run_in_process(config) == 0
+    finally:
+        proxy.close()
+    rows = rows_of(tmp_path / "run")
+    assert {r["id"] for r in rows} == sampled_ids(tmp_path / "run") and len(rows) == 3
+    assert all(r["status"] == "failed" and r["score"] is None and r["attempts"] == 2 for r in rows)
+    errors = sorted(r["error"].split(" | ")[0].split(":")[0] for r in rows)
+    assert errors == ["HTTP 500", "malformed reply", "timeout after 1 s"]
+    summary = read_summary(tmp_path / "run" / "annotations")
+    assert (summary["requested"], summary["scored"], summary["unparseable"], summary["failed"]) == (3, 0, 0, 3)
+    assert summary["reasons"]["failed"] == {"HTTP 500": 1, "malformed reply": 1, "timeout after 1 s": 1}
+
+
+@pytest.mark.slow
+def test_transient_faults_are_retried_until_the_real_server_scores(tmp_path, base_dir, real_server, monkeypatch):
+    monkeypatch.setenv("WINNOW_TEST_ANNOTATOR_KEY", "sk-test-4c1d-never-written")
+    proxy = FaultyProxy(real_server.base_url, [["500"], ["garbage"], ["drop"]])
+    config = write_config(tmp_path, base_dir, {"n_documents": 3, "seed": 6},
+                          {"kind": "endpoint", "base_url": proxy.url, "model": real_server.model,
+                           "mode": "decision", "api_key_env": "WINNOW_TEST_ANNOTATOR_KEY", "timeout_s": 120,
+                           "max_attempts": 3, "backoff_s": 0.1})
+    try:
+        assert run_in_process(config) == 0
+    finally:
+        proxy.close()
+    rows = rows_of(tmp_path / "run")
+    assert len(rows) == 3 and {r["id"] for r in rows} == sampled_ids(tmp_path / "run")
+    for row in rows:
+        assert row["status"] == "scored" and row["attempts"] == 2 and row["error"] is None
+        probabilities = json.loads(row["response"])
+        assert sorted(probabilities) == ["0", "1", "2", "3", "4", "5"]
+        assert row["score"] == int(max(probabilities, key=probabilities.get))
+        assert row["score_expected"] == pytest.approx(sum(int(k) * p for k, p in probabilities.items()))
+        assert row["prompt_version"] == "fineweb_edu_v1" and row["prompt_tokens"] > 100
+    # the key reached the server, and nothing the stage wrote contains it
+    assert proxy.authorization == {"Bearer sk-test-4c1d-never-written"}
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert b"sk-test-4c1d" not in path.read_bytes(), path
+    summary = read_summary(tmp_path / "run" / "annotations")
+    assert summary["scored"] == 3 and summary["attempts"] == {"2": 3} and sum(summary["histogram"].values()) == 3
+
+
+@pytest.mark.slow
+def test_real_model_without_a_score_line_is_unparseable_after_retries(tmp_path, base_dir, real_server):
+    """The 135M model, asked in chat with the verbatim prompt, does not conclude with "Educational score: N"."""
+    config = write_config(tmp_path, base_dir, {"n_documents": 1, "seed": 7, "max_chars": 300},
+                          {"kind": "endpoint", "base_url": real_server.base_url, "model": real_server.model,
+                           "mode": "chat", "max_tokens": 6, "max_attempts": 2, "backoff_s": 0.1})
+    assert run_in_process(config) == 0
+    [row] = rows_of(tmp_path / "run")
+    assert row["status"] == "unparseable" and row["score"] is None and row["attempts"] == 2
+    assert row["response"] and row["completion_tokens"] > 0
+    # the reason is the parser's (seen here: no statement at all, or "Educational score: 99.9"), once per attempt
+    reason = parse_score(row["response"]).reason
+    assert reason and row["error"] == f"{reason} | {reason}"  # temperature 0: the same answer twice
+    summary = read_summary(tmp_path / "run" / "annotations")
+    assert summary["unparseable"] == 1 and summary["removed"] == {"unparseable": {annotate.reason_key(reason): 1}}
+    assert summary["parse_rate"] == 0.0
+
+
+def test_unreachable_server_fails_fast_with_one_message(tmp_path, base_dir, capsys):
+    config = write_config(tmp_path, base_dir, {"n_documents": 3},
+                          {"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"})
+    started = time.monotonic()
+    assert run_in_process(config) == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "annotator endpoint http://127.0.0.1:9 is unreachable" in err[0]
+    assert not (tmp_path / "run" / "annotations").exists()  # nothing started, nothing to clean up
+
+
+@pytest.mark.slow
+def test_wrong_model_name_fails_fast_naming_what_is_served(tmp_path, base_dir, real_server, capsys):
+    config = write_config(tmp_path, base_dir, {"n_documents": 3},
+                          {"kind": "endpoint", "base_url": real_server.base_url + "/v1", "model": "llama-70b"})
+    assert run_in_process(config) == 2
+    err = capsys.readouterr().err
+    assert "'llama-70b' is not served" in err and real_server.model in err
+
+
+# ---- the embedded default, end to end ----------------------------------------------------------------------------
+def _done_in_checkpoints(run_dir: Path, per_chunk: int) -> int:
+    checkpoints = run_dir / "annotations" / "checkpoints"
+    last = checkpoints / "last_chunk" / "00000.txt"
+    done = (int(last.read_text()) + 1) * per_chunk if last.is_file() and last.read_text().strip() else 0
+    for chunk in checkpoints.glob("00000/chunk_*.jsonl"):
+        done += sum(1 for line in chunk.read_text().splitlines() if line.strip())
+    return done
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _server_requests(log: Path) -> int:
+    return log.read_text().count('"POST /v1/systemone HTTP/1.1" 200')
+
+
+@pytest.mark.slow
+def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_path, base_dir):
+    run_dir = tmp_path / "run"
+    config = write_config(tmp_path, base_dir, {"n_documents": 5, "seed": 11, "checkpoint_every": 2},
+                          {"kind": "local"})
+    command = ["nice", "-n", "10", *WINNOW, "annotate", "-c", str(config)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # kill -9 once the first chunk is complete and the second one has started
+        _wait_for(lambda: _done_in_checkpoints(run_dir, 2) >= 3, 240, "3 annotated documents")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    done_before = _done_in_checkpoints(run_dir, 2)
+    [pid_file] = (run_dir / "annotations" / "logs" / "server").glob("*.pid")
+    server_pid = int(pid_file.read_text())
+    _wait_for(lambda: not Path(f"/proc/{server_pid}").exists() or
+              "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2], 30, "the orphaned server to exit")
+    assert not (run_dir / "annotations" / "summary.json").exists()
+
+    second = winnow_annotate(config)
+    assert second.returncode == 0, second.stderr[-2000:]
+    rows = rows_of(run_dir)
+    assert sorted(r["id"] for r in rows) == sorted(sampled_ids(run_dir))  # each sampled document exactly once
+    assert all(r["status"] == "scored" and 0 <= r["score"] <= 5 for r in rows)
+    # the rerun asked the server only for the documents the killed run had not finished
+    logs = sorted((run_dir / "annotations" / "logs" / "server").glob("*.log"), key=lambda p: p.stat().st_mtime)
+    assert _server_requests(logs[-1]) == 5 - done_before
+    summary = read_summary(run_dir / "annotations")
+    assert (summary["requested"], summary["scored"], summary["failed"]) == (5, 5, 0)
+    assert "no useful judgement" in summary["note"] and (run_dir / "annotations" / "score_histogram.png").stat().st_size
+
+    third = winnow_annotate(config)  # complete: nothing is annotated again
+    assert third.returncode == 0 and len(rows_of(run_dir)) == 5
+    assert len(sorted((run_dir / "annotations" / "logs" / "server").glob("*.log"))) == 2  # no server started
+
+
+@pytest.mark.slow
+def test_embedded_server_dying_midway_leaves_every_document_accounted_for(tmp_path, base_dir):
+    run_dir = tmp_path / "run"
+    config = write_config(tmp_path, base_dir, {"n_documents": 4, "seed": 12},
+                          {"kind": "local", "max_attempts": 2, "backoff_s": 0.2})
+    stage = subprocess.Popen(["nice", "-n", "10", *WINNOW, "annotate", "-c", str(config)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server_dir = run_dir / "annotations" / "logs" / "server"
+    _wait_for(lambda: _done_in_checkpoints(run_dir, 10) >= 1, 240, "a first annotated document")
+    [pid_file] = server_dir.glob("*.pid")
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    _, err = stage.communicate(timeout=120)
+    assert stage.returncode == 0, err[-2000:]
+    rows = rows_of(run_dir)
+    assert sorted(r["id"] for r in rows) == sorted(sampled_ids(run_dir))
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and all(r["attempts"] == 2 and "server unreachable" in r["error"] for r in failed)
+    summary = read_summary(run_dir / "annotations")
+    assert summary["requested"] == 4 == summary["scored"] + summary["unparseable"] + summary["failed"]
+    assert summary["failed"] == len(failed) and summary["reasons"]["failed"] == {"server unreachable": len(failed)}
