@@ -206,23 +206,107 @@ class AnnotatorConfig(Section):
         return self.concurrency or (1 if self.kind == "local" else 16)
 
 
+class FastTextConfig(Section):
+    """fastText's own argument names (DCLM-style word + bigram model)."""
+
+    lr: float = 0.1
+    epoch: int = Field(25, ge=1)
+    dim: int = Field(64, ge=1)
+    wordNgrams: int = Field(2, ge=1)
+    minCount: int = Field(2, ge=1)
+    bucket: int = Field(200_000, ge=1000)  # hashed bigram rows; fastText's 2M default makes an 800 MB model
+
+
 class ClassifierConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-    backbone: Literal["embed", "fasttext"] = "fasttext"
+    backbone: Literal["embed", "fasttext"] = "embed"
+    labels: str | None = None  # JSONL/Parquet file, glob or folder; default: <output_dir>/annotations
+    eval_labels: str | None = None  # held-out labels; default: a stratified 20 % of `labels`
+    text_key: str = "text"
+    score_key: str = "scores.score"  # dotted for nested fields; falls back to `score`
+    id_key: str = "id"
+    output: str | None = None  # default: <output_dir>/classifier
+    seed: int = 0
+    calibrate: bool = True  # fit integer-boundary cuts on out-of-fold training scores
+    calibration_folds: int = Field(5, ge=2)
+    learning_curve: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    # embed backbone (FineWeb-Edu: frozen encoder + linear regression head, lr 3e-4, 20 epochs, best macro-F1)
+    encoder: str = "all-MiniLM-L6-v2"  # the packaged MiniLM, or a local HF / sentence-transformers folder
+    max_tokens: int = Field(256, ge=8)
+    learning_rate: float = Field(3e-4, gt=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    dev_share: float = Field(0.15, gt=0, lt=1)
+    device: str = "auto"  # auto | cpu | cuda
+    embedding_cache: str | None = None  # default: <output_dir>/classifier/embeddings
+    # fasttext backbone
+    fasttext: FastTextConfig = Field(default_factory=FastTextConfig)
+    balance: Literal["oversample", "none"] = "oversample"
 
 
 class ScoreConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
     classifier: str | None = None  # default: <output_dir>/classifier
+    source: str | None = None  # folder of Parquet documents; default: the latest of <output_dir>/dedup, base
+    batch_size: int | None = None  # default: 64 on CPU, 512 on a GPU
+    device: str = "auto"  # auto | cpu | cuda
+    tasks: int | None = None  # default: executor.tasks
 
 
 class SubsetsConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])
+    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])  # FineWeb-Edu: int_score >= 3 (and >= 2)
+    source: str | None = None  # default: <output_dir>/scored
+    tasks: int | None = None  # default: executor.tasks
+
+
+class AblationSource(Section):
+    """One data variant to compare: a subset folder (its *.parquet) or a JSONL/Parquet file or glob."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes <output_dir>/ablations/<name>/
+    data: str
+    text_key: str = "text"
 
 
 class AblateConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    """Proxy-model ablations: the same model, token budget, batch and seeds for every data source."""
+
+    ablations: list[AblationSource] = Field(default_factory=list)
+    preset: Literal["cpu-tiny", "gpu-small", "fineweb-1.8b"] = "cpu-tiny"
+    model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {context_length: 128}
+    tokens: int = Field(250_000, gt=0)  # training tokens per run (FineWeb: 28B for the 1.8B model)
+    batch_size: int = Field(16, gt=0)  # sequences per optimiser step
+    micro_batch_size: int | None = None
+    learning_rate: float = Field(3e-3, gt=0)
+    schedule: Literal["wsd", "cosine"] = "wsd"
+    seeds: list[int] = Field(default_factory=lambda: [0, 1])  # 2 seeds give the noise band of each metric
+    threads: int = Field(1, ge=1)  # CPU threads per training run
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_every: int = Field(50, gt=0)  # steps between validation losses (and checkpoints)
+    tokenizer_docs_per_source: int = Field(1000, gt=0)  # documents per ablation for the corpus BPE (cpu-tiny)
+    tasks: list[str] = Field(default_factory=lambda: [
+        "arc_easy", "arc_challenge", "hellaswag", "piqa", "siqa", "openbookqa", "winogrande", "commonsense_qa",
+        "mmlu", "lambada", "wikitext"])
+    eval_limit: int | None = 200  # items per task (FineWeb used 1,000); None = all
+    wikitext_articles: int | None = 10  # WikiText-2 test articles for perplexity (62 in all); None = all
+    eval_seed: int = 1234
+    eval_batch_size: int = Field(16, gt=0)
+    benchmarks_dir: str = "../shared/data/benchmarks"
+
+    @field_validator("ablations")
+    @classmethod
+    def _unique_names(cls, v):
+        names = [a.name for a in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ablation names must be unique, got {names}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        known = {"arc_easy", "arc_challenge", "hellaswag", "piqa", "siqa", "openbookqa", "winogrande",
+                 "commonsense_qa", "mmlu", "lambada", "wikitext"}
+        unknown = [t for t in v if t not in known]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; known: {sorted(known)}")
+        return v
 
 
 class RunConfig(Section):
