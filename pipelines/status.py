@@ -149,7 +149,7 @@ def _expand(indices: str) -> list[int]:
 def _tail(rank: int, state: str, job_id, index, log: Path) -> list[str]:
     where = f" (job {job_id}_{index}, {state})" if job_id and index is not None else f" ({state})"
     if not log.is_file():
-        return [f"    task {rank}{where}: no log"]
+        return [f"    task {rank}{where}: no log (stopped before it started)"]
     text = log.read_text(errors="replace").splitlines()[-TAIL_LINES:]
     return [f"    task {rank}{where}: last lines of {log}", *(f"      | {line}" for line in text)]
 

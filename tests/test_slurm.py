@@ -27,7 +27,7 @@ from datatrove.pipeline.writers import JsonlWriter
 from pipelines.cli import main as winnow
 from pipelines.config import ConfigError, ExecutorConfig, load_config
 from pipelines.executors import Step, launch
-from pipelines.slurm import active_jobs, read_jobs, wait_for_stage
+from pipelines.slurm import active_jobs, job_tasks, read_jobs, wait_for_stage
 
 FINEWEB_DOCS = "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz"
 
@@ -213,6 +213,74 @@ def test_failed_task_cancels_dependents_and_a_relaunch_finishes(slurm_partition,
     wait_for_stage(cfg, "dedup")
     for stage in ("base", "dedup"):
         assert data_files(Path(cfg.output_dir) / stage) == data_files(local_run / stage), stage
+
+
+# ------------------------------------------------------------------------------ the real base and dedup stages
+
+
+@pytest.fixture(scope="module")
+def fineweb_run(shared_data, tmp_path_factory) -> dict:
+    """A run config over 2 JSONL shards of real FineWeb documents, the second repeating 5 of the first (so dedup
+    removes something), and the reference: `winnow base` + `winnow dedup` with the local executor."""
+    folder = tmp_path_factory.mktemp("fineweb")
+    with gzip.open(shared_data / FINEWEB_DOCS, "rt") as f:
+        lines = [next(f) for _ in range(40)]
+    (folder / "input").mkdir()
+    (folder / "input" / "a.jsonl").write_text("".join(lines[:20]))
+    (folder / "input" / "b.jsonl").write_text("".join(lines[20:] + lines[3:8]))
+    config = folder / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "slurmtest", "output_dir": str(folder / "run-slurm"),
+        "input": {"paths": [str(folder / "input" / "*.jsonl")], "format": "jsonl"},
+        "executor": {"kind": "slurm", "tasks": 2, "workers": 1, "time": "00:10:00", "mem_per_cpu_gb": 1.5},
+        "filters": {"language": {"languages": ["en"], "language_threshold": 0.65}},
+        "dedup": {"minhash": {"num_buckets": 2}},
+    }))
+    local = ["--set", "executor.kind=local", "--set", f"output_dir={folder / 'run-local'}"]
+    assert winnow(["base", "-c", str(config), *local]) == 0
+    assert winnow(["dedup", "-c", str(config), *local]) == 0
+    return {"config": str(config), "slurm": folder / "run-slurm", "local": folder / "run-local"}
+
+
+def test_base_and_dedup_on_slurm_survive_a_killed_task_and_match_the_local_run(slurm_partition, fineweb_run, capsys):
+    config, out = fineweb_run["config"], fineweb_run["slurm"]
+    cfg = load_config(config)
+    assert winnow(["base", "-c", config]) == 0  # returns once submitted
+    assert winnow(["dedup", "-c", config]) == 0  # submitted at once, waiting for base's final job
+    job = read_jobs(out / "base")["steps"][0]["job_id"]
+    task_log, deadline = out / "base/logs/base/logs/task_00000.log", time.monotonic() + 120
+    while not task_log.is_file() and time.monotonic() < deadline:  # datatrove has started task 0
+        time.sleep(0.1)
+    assert job_tasks(job)["0"][0] == "RUNNING"
+    subprocess.run(["scancel", f"{job}_0"], check=True)  # kill task 0 mid-run (workers: 1, task 1 waits)
+    dedup = read_jobs(out / "dedup")
+    assert dedup["upstream"] == [read_jobs(out / "base")["final_job"]] and len(dedup["steps"]) == 5
+
+    with pytest.raises(RuntimeError, match="CANCELLED"):
+        wait_for_stage(cfg, "base")
+    deadline = time.monotonic() + 60
+    while active_jobs(read_jobs(out / "dedup")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not active_jobs(read_jobs(out / "dedup")), "dedup still queued after base failed"
+    assert not (out / "dedup" / "summary.json").exists()
+
+    capsys.readouterr()
+    winnow(["status", "-c", config])
+    report = capsys.readouterr().out
+    assert "base: FAILED" in report and "base         1/2 done, 1 failed" in report
+    assert f"task 0 (job {job}_0, CANCELLED): last lines of" in report
+    assert "dedup: incomplete" in report and "signatures   0/2 done, 2 cancelled" in report
+    assert f"winnow base -c {config}" in report and f"winnow dedup -c {config}" in report
+
+    assert winnow(["base", "-c", config]) == 0  # the same commands again: only task 0 of base runs
+    assert winnow(["dedup", "-c", config]) == 0
+    wait_for_stage(cfg, "base")
+    wait_for_stage(cfg, "dedup", timeout=400)
+    assert json.loads((out / "base/logs/base/ranks_to_run.json").read_text()) == [0]
+    for stage in ("base", "dedup"):
+        assert data_files(out / stage) == data_files(fineweb_run["local"] / stage), stage
+    summary = json.loads((out / "dedup" / "summary.json").read_text())
+    assert summary["removed"].get("exact_duplicate", 0) > 0  # the repeated documents went
 
 
 # ----------------------------------------------------------------------------------------- config checks
