@@ -27,6 +27,7 @@ from datatrove.utils.logging import logger
 GZIP_MAGIC = b"\x1f\x8b\x08"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 READ_CHUNK = 1 << 20
+FEED_CHUNK = 1 << 16
 # Common Crawl truncates payloads at 1 MiB; a record 10× that is not a web page we can use.
 MAX_RECORD_BYTES = 10 * 2**20
 ARC_ID_NAMESPACE = uuid.UUID("6f1d3a5e-2b7c-4f00-9a77-1c6b0f0c2a10")  # ids for ARC records, which have none
@@ -70,11 +71,18 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
         member_start, raw = offset, bytearray()
         inflater = zlib.decompressobj(31)
         parts, size, problem = [], 0, None
-        data, buf = buf, b""
+        pending, buf = buf, b""
         while True:
-            raw += data
+            if not pending:
+                pending = b"" if exhausted else f.read(READ_CHUNK)
+                exhausted = not pending
+                if not pending:
+                    problem = "truncated_gzip"
+                    break
+            piece, pending = pending[:FEED_CHUNK], pending[FEED_CHUNK:]  # small pieces: a corrupt member
+            raw += piece  # still yields its head, which names the record
             try:
-                out = inflater.decompress(data)
+                out = inflater.decompress(piece)
             except zlib.error:
                 problem = "corrupt_gzip"
                 break
@@ -84,17 +92,12 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
             elif out:
                 parts.append(out)
             if inflater.eof:
-                buf = inflater.unused_data
-                offset = member_start + len(raw) - len(buf)
-                break
-            data = b"" if exhausted else f.read(READ_CHUNK)
-            exhausted = not data
-            if not data:
-                problem = "truncated_gzip"
+                buf = inflater.unused_data + pending
+                offset = member_start + len(raw) - len(inflater.unused_data)
                 break
         if problem == "corrupt_gzip":  # resync on the next gzip header after this member's start
             nxt = raw.find(GZIP_MAGIC, 1)
-            buf = bytes(raw[nxt:]) if nxt > 0 else b""
+            buf = (bytes(raw[nxt:]) if nxt > 0 else b"") + pending
             offset = member_start + (nxt if nxt > 0 else len(raw))
         yield Member(b"".join(parts), member_start, problem)
         if problem == "truncated_gzip":
@@ -184,7 +187,7 @@ class WebArchiveReader(BaseDiskReader):
         if member.problem in ("garbage_bytes", "not_an_archive"):
             self.stat_update(f"skipped_{member.problem}")
             return
-        if not data.strip():
+        if not member.problem and not data.strip():
             self.stat_update("skipped_empty_record")
             return
         if member.problem:  # the record is damaged: a failed document if it was one, skipped otherwise
