@@ -139,7 +139,7 @@ def _executor(cfg, stage, name, pipeline, tasks, workers, extra, partition, afte
 
 
 def job_name(cfg: RunConfig, stage: str, step: str) -> str:
-    return f"winnow.{cfg.name}.{stage}.{step}"
+    return f"winnow.{cfg.name}.{stage.replace('/', '.')}.{step}"  # ablate runs one stage per ablation: ablate/<name>
 
 
 def job_environment(cfg: RunConfig) -> str:
@@ -202,7 +202,8 @@ def _preflight(cfg: RunConfig, partition: str) -> None:
 def _upstream_jobs(cfg: RunConfig, stage: str) -> list[str]:
     """Final jobs of earlier stages of this run still queued: this stage starts after them. An earlier stage whose
     last Slurm submission ended without finishing stops the launch (its output would be incomplete)."""
-    earlier = STAGE_ORDER[: STAGE_ORDER.index(stage)] if stage in STAGE_ORDER else STAGE_ORDER
+    family = stage.split("/")[0]
+    earlier = STAGE_ORDER[: STAGE_ORDER.index(family)] if family in STAGE_ORDER else STAGE_ORDER
     waits = []
     for other in earlier:
         record = read_jobs(Path(cfg.output_dir) / other)

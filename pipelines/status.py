@@ -34,9 +34,16 @@ def run(cfg: RunConfig, args) -> int:
 
 
 def run_stages(out: Path) -> list[str]:
-    found = [p.name for p in out.iterdir() if (p / "logs").is_dir() or (p / "slurm_jobs.json").is_file()] \
-        if out.is_dir() else []
-    return sorted(found, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+    """Stage folders of the run (one level down too: ablate runs a stage per ablation, ablate/<name>)."""
+    def ran(p: Path) -> bool:
+        return (p / "logs").is_dir() or (p / "slurm_jobs.json").is_file()
+
+    found = []
+    for p in sorted(out.iterdir()) if out.is_dir() else []:
+        if p.is_dir():
+            found += [p.name] if ran(p) else [f"{p.name}/{q.name}" for q in sorted(p.iterdir()) if q.is_dir() and ran(q)]
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    return sorted(found, key=lambda s: (order.get(s.split("/")[0], len(order)), s))
 
 
 def stage_report(cfg: RunConfig, stage: str) -> str:
@@ -57,13 +64,15 @@ def stage_report(cfg: RunConfig, stage: str) -> str:
         state = "running" if totals["running"] else "queued"
     elif totals["failed"]:
         state = "FAILED"
+    elif totals["unfinished"]:
+        state = "incomplete (failed, or still running in a local process)"
     elif totals["cancelled"] or totals["not run"]:
         state = "incomplete"
     else:
         state = "finished" + (" (summary.json written)" if (stage_dir / "summary.json").is_file() else "")
     where = f" [Slurm jobs {', '.join(_job_ids(record))}]" if record else ""
     head = f"{stage}: {state}{where}"
-    if state in ("FAILED", "incomplete"):
+    if state.startswith(("FAILED", "incomplete")):
         lines.append(f"  relaunch (runs only the missing tasks): {relaunch_command(cfg, stage, record)}")
     if record and totals["cancelled"]:
         lines.append("  (cancelled tasks were waiting on a job that failed; they run again with the relaunch)")
@@ -71,7 +80,8 @@ def stage_report(cfg: RunConfig, stage: str) -> str:
 
 
 def relaunch_command(cfg: RunConfig, stage: str, record: dict | None) -> str:
-    command = f"winnow {COMMANDS.get(stage, stage)} -c {cfg.source_file}"
+    family = stage.split("/")[0]
+    command = f"winnow {COMMANDS.get(family, family)} -c {cfg.source_file}"
     if record and cfg.executor.kind != "slurm":
         command += " --set executor.kind=slurm"
     return command
@@ -92,8 +102,8 @@ def _steps(stage_dir: Path, record: dict | None) -> list[dict]:
     logs = stage_dir / "logs"
     folders = sorted((p for p in logs.glob("*/executor.json")), key=lambda p: p.stat().st_mtime) \
         if logs.is_dir() else []
-    return [{"name": p.parent.name, "tasks": json.loads(p.read_text()).get("world_size", 1), "job_id": None}
-            for p in folders]
+    return [{"name": p.parent.name, "tasks": json.loads(p.read_text()).get("world_size", 1), "job_id": None,
+             "local": True} for p in folders]
 
 
 def _step_state(log_dir: Path, step: dict) -> tuple[Counter, list[str]]:
@@ -113,7 +123,8 @@ def _step_state(log_dir: Path, step: dict) -> tuple[Counter, list[str]]:
         elif state == "DEPENDENCY":
             counts["cancelled"] += 1
         elif state is not None or task_log.is_file():
-            counts["failed"] += 1
+            # a local run leaves no queue to ask: an unfinished task there may still be running
+            counts["unfinished" if step.get("local") else "failed"] += 1
             slurm_log = log_dir / "slurm_logs" / f"{step['job_id']}_{index}.out"
             failures.extend(_tail(rank, state or "ended without completing", step.get("job_id"), index,
                                   task_log if task_log.is_file() else slurm_log))
