@@ -189,7 +189,7 @@ def _preflight(cfg: RunConfig, partition: str) -> None:
     """`sbatch --test-only` with the config's partition, time, qos and options: a wrong one is one clear line."""
     ex = cfg.executor
     args = [f"--partition={partition}", f"--time={ex.time}", f"--cpus-per-task={ex.cpus_per_task}",
-            f"--mem-per-cpu={int(ex.mem_per_cpu_gb * 1024)}M", *(f"--qos={ex.qos}" for _ in [0] if ex.qos),
+            f"--mem-per-cpu={int(ex.mem_per_cpu_gb * 1024)}M", *([f"--qos={ex.qos}"] if ex.qos else []),
             *(f"--{k}={v}" if v else f"--{k}" for k, v in ex.sbatch_args.items())]
     result = subprocess.run(["sbatch", "--test-only", *args, "--wrap=true"], capture_output=True, text=True,
                             timeout=60)
@@ -197,6 +197,35 @@ def _preflight(cfg: RunConfig, partition: str) -> None:
         lines = [ln.removeprefix("sbatch: error: ") for ln in result.stderr.splitlines() if ln.strip()]
         why = lines[0] if lines else f"sbatch exited with {result.returncode}"
         raise ConfigError(f"{cfg.source_file}: executor: Slurm refuses the job ({' '.join(args)}): {why}")
+    # a cluster that does not enforce partition limits at submission accepts a too-long job and keeps it pending
+    # forever (Reason=PartitionTimeLimit): check the limit here
+    limits = {p: _partition_max_time(p) for p in partition.split(",")}
+    wanted = slurm_seconds(ex.time)
+    if wanted is not None and all(limit is not None and wanted > limit for limit in limits.values()):
+        shown = ", ".join(f"{p} allows {_max_time_text(p)}" for p in limits)
+        raise ConfigError(f"{cfg.source_file}: executor.time: {ex.time} is longer than the partition allows ({shown})")
+
+
+def slurm_seconds(limit: str) -> int | None:
+    """Seconds of a Slurm time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S); None for no limit."""
+    if limit.upper() in ("UNLIMITED", "INFINITE", "NONE"):
+        return None
+    days, _, rest = limit.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:
+        h, m, sec = (parts + [0, 0])[:3]
+    else:
+        h, m, sec = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + sec
+
+
+def _max_time_text(partition: str) -> str:
+    out = _slurm(["scontrol", "show", "partition", partition, "-o"])
+    return next((tok.split("=", 1)[1] for tok in out.split() if tok.startswith("MaxTime=")), "UNLIMITED")
+
+
+def _partition_max_time(partition: str) -> int | None:
+    return slurm_seconds(_max_time_text(partition))
 
 
 def _upstream_jobs(cfg: RunConfig, stage: str) -> list[str]:

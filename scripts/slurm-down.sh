@@ -18,7 +18,7 @@ running() {  # a live process; daemons are reparented to PID 1, which reaps late
 ours() {  # ours PIDFILE NAME -> prints the PID when it is alive and named NAME
   local pid
   [ -s "$1" ] || return 1
-  pid=$(tr -dc '0-9' < "$1")
+  pid=$(cat "$1" 2>/dev/null | tr -dc '0-9')  # the daemon removes its file as it exits
   [ -n "$pid" ] && running "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] && echo "$pid"
 }
 stop() {  # stop NAME PIDFILE

@@ -51,14 +51,14 @@ fi
 is_ours() {
   local pid state
   [ -s "$1" ] || return 1
-  pid=$(tr -dc '0-9' < "$1")
+  pid=$(cat "$1" 2>/dev/null | tr -dc '0-9')  # the daemon removes its file as it exits
   [ -n "$pid" ] || return 1
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   [ -n "$state" ] && [ "$state" != Z ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 stop_ours() {  # stop_ours NAME PIDFILE
   is_ours "$2" "$1" || { rm -f "$2"; return 0; }
-  local pid; pid=$(tr -dc '0-9' < "$2")
+  local pid; pid=$(cat "$2" 2>/dev/null | tr -dc '0-9')
   say "stopping $1 (pid $pid)"
   kill -TERM "$pid"
   for _ in $(seq 100); do is_ours "$2" "$1" || break; sleep 0.1; done
@@ -135,6 +135,8 @@ KillWait=5
 InactiveLimit=0
 NodeName=$HOST NodeAddr=127.0.0.1 NodeHostname=$HOST $NODE State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+# a second partition with a 5-minute limit, so that a too-long executor.time meets a real refusal
+PartitionName=short Nodes=$HOST MaxTime=00:05:00 State=UP
 CONF
 )
 

@@ -302,10 +302,15 @@ def test_slurm_time_formats_are_accepted():
         assert ExecutorConfig(time=limit).time == limit
 
 
-def test_a_partition_the_cluster_lacks_is_one_clear_line(slurm_partition, shards, tmp_path, capsys):
-    config = write_config(tmp_path, "slurm", partition="no_such_partition")
-    cfg = load_config(config, check_inputs=False)
-    with pytest.raises(ConfigError, match="no_such_partition.*invalid partition") as err:
+@pytest.mark.parametrize("executor, error", [
+    ({"partition": "no_such_partition"}, "executor: Slurm refuses the job .*invalid partition"),
+    # scripts/slurm-up.sh makes a partition "short" with a 5-minute limit
+    ({"partition": "short", "time": "01:00:00"}, "executor.time: 01:00:00 is longer than the partition allows"),
+])
+def test_a_partition_or_time_the_cluster_refuses_is_one_clear_line(slurm_partition, shards, tmp_path, executor,
+                                                                   error):
+    cfg = load_config(write_config(tmp_path, "slurm", **executor), check_inputs=False)
+    with pytest.raises(ConfigError, match=error) as err:
         submit_filter_stage(cfg, shards)
     assert len(str(err.value).splitlines()) == 1
     assert not (Path(cfg.output_dir) / "base" / "slurm_jobs.json").exists()  # nothing was submitted
