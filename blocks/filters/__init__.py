@@ -57,7 +57,7 @@ def check_overrides(overrides: dict[str, dict[str, Any]]) -> None:
 def build_filter(name: str, overrides: dict[str, Any] | None = None, exclusion_writer=None, **shared):
     """The block for `name` with FineWeb's preset, then `overrides`, then `shared` args it accepts."""
     check_overrides({name: overrides or {}})
-    accepted = filter_arguments(name)
+    accepted = inspect.signature(FILTERS[name].__init__).parameters
     args = {**FINEWEB_PRESET.get(name, {}), **(overrides or {})}
     args.update({k: v for k, v in shared.items() if k in accepted and k not in args})
     return FILTERS[name](exclusion_writer=exclusion_writer, **args)
