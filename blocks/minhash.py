@@ -9,7 +9,7 @@ minimum. Most of its time goes to spaCy and to the per-character Python loop tha
   (a regex character class for punctuation, `str.split` for whitespace, a regex for combining marks);
 - `FastWordSplitter` splits on spaces and asks spaCy only about the few distinct chunks that spaCy
   could split further (contractions such as "dont", units such as "0km", non-ASCII symbols), with a cache;
-- `minhash_signature` folds the 2^61-1 modulus with bit operations instead of a division.
+- `minhash_signature` folds the 2^61-1 modulus with bit operations instead of a division, in cache-sized chunks.
 
 tests/test_dedup.py checks the equality with the stock block on real documents.
 """
@@ -39,7 +39,9 @@ _PUNCTUATION_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(set(PUNC
 # disagree, the exact (slower) set lookup is used instead.
 _MN_CHARS = frozenset(chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Mn")
 _MN_RUNS = regex.compile(r"\p{Mn}+")
-_MN_DISAGREE = frozenset(c for c in map(chr, range(sys.maxunicode + 1)) if (c in _MN_CHARS) != bool(_MN_RUNS.fullmatch(c)))
+_MN_DISAGREE = _MN_CHARS.symmetric_difference(
+    m.group() for m in regex.finditer(r"\p{Mn}", "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000))
+)
 
 
 def normalize_for_minhash(text: str, config=DEF_TEXT_NORM_CONFIG) -> str:
@@ -68,21 +70,19 @@ def normalize_for_minhash(text: str, config=DEF_TEXT_NORM_CONFIG) -> str:
 class FastWordSplitter:
     """The words spaCy's tokenizer finds in a normalised text, without running spaCy on the whole text.
 
-    spaCy tokenizes each space-separated chunk on its own (its only multi-chunk special case is " "), so
-    a chunk made of lowercase ASCII letters (or the number placeholder "0") that is not one of the
-    tokenizer's special cases ("dont" -> "do", "nt") is one word; anything else goes through spaCy once
-    and is cached.
+    spaCy tokenizes each space-separated chunk on its own (its only multi-chunk special case is " "), and a
+    chunk of lowercase ASCII letters that is not one of its special cases ("dont" -> "do", "nt") is one
+    word, as is the number placeholder "0". One regex finds the other chunks (units such as "0km",
+    non-ASCII symbols, contractions); only those go through spaCy, once each (cached).
     """
 
-    _SIMPLE_TEXT = re.compile(r"(?:[a-z]+|0)(?: (?:[a-z]+|0))*")
-    _SIMPLE_CHUNK = re.compile(r"[a-z]+|0")
     max_cache_entries = 500_000  # distinct irregular chunks kept; the cache is cleared beyond this
 
     def __init__(self, language: str = "en"):
         self.language = language
         self._tokenizer = None
-        self._special_cases: frozenset[str] = frozenset()
-        self._cache: dict[str, tuple[str, ...]] = {}
+        self._needs_spacy: re.Pattern | None = None
+        self._cache: dict[str, str] = {}
 
     @property
     def tokenizer(self):
@@ -90,31 +90,31 @@ class FastWordSplitter:
             import spacy
 
             self._tokenizer = spacy.blank(self.language).tokenizer
-            self._special_cases = frozenset(self._tokenizer.rules)
+            special = sorted((k for k in self._tokenizer.rules if re.fullmatch(r"[a-z]+", k)), key=len, reverse=True)
+            # a whole chunk (between spaces) that has a character other than a-z and is not the lone "0",
+            # or that is one of the tokenizer's special cases
+            self._needs_spacy = re.compile(
+                r"(?<![^ ])(?:(?!0(?![^ ]))[^ ]*[^a-z ][^ ]*" + "".join(f"|{k}(?![^ ])" for k in special) + ")"
+            )
         return self._tokenizer
 
-    def _split_chunk(self, chunk: str) -> tuple[str, ...]:
+    def _spacy_words(self, match: re.Match) -> str:
+        chunk = match.group()
         words = self._cache.get(chunk)
         if words is None:
-            if self._SIMPLE_CHUNK.fullmatch(chunk) and chunk not in self._special_cases:
-                words = (chunk,)
-            else:
-                words = tuple(w for w in (token.text.strip() for token in self.tokenizer(chunk)) if w)
+            words = " ".join(w for w in (token.text.strip() for token in self.tokenizer(chunk)) if w)
             if len(self._cache) >= self.max_cache_entries:
                 self._cache.clear()
             self._cache[chunk] = words
         return words
 
     def split(self, text: str) -> list[str]:
-        self.tokenizer  # loads the special cases
-        chunks = text.split(" ")
-        if self._SIMPLE_TEXT.fullmatch(text) and self._special_cases.isdisjoint(chunks):
-            return chunks
-        words: list[str] = []
-        for chunk in chunks:
-            if chunk:
-                words.extend(self._split_chunk(chunk))
-        return words
+        if self._needs_spacy is None:
+            self.tokenizer
+        if self._needs_spacy.search(text) is None:
+            return text.split()
+        # spaCy's words never hold whitespace: join them with spaces in place of their chunk, split again
+        return self._needs_spacy.sub(self._spacy_words, text).split()
 
 
 def shingle_hashes(words: list[str], n_grams: int) -> np.ndarray:
@@ -126,26 +126,29 @@ def shingle_hashes(words: list[str], n_grams: int) -> np.ndarray:
     return np.fromiter(map(xxh64_intdigest, grams), dtype=np.uint64, count=count)
 
 
-def minhash_signature(shingles: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 512) -> np.ndarray:
+def minhash_signature(shingles: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 256) -> np.ndarray:
     """min over shingles of (shingle * a + b) mod (2^61 - 1), uint64 overflow included, as datatrove computes it.
 
-    `a`, `b`: the (1, num_hashes) permutation parameters. x mod (2^61-1) is folded as (x & p) + (x >> 61)
-    twice, which is exact except for x = p itself (left as p instead of 0); a column whose minimum is p
-    is recomputed with the division, so the result always equals datatrove's.
+    `a`, `b`: the (1, num_hashes) permutation parameters. x mod p (p = 2^61 - 1) is folded once as
+    (x & p) + (x >> 61), which lies in [0, p + 7] and equals x mod p whenever it is below p; if any folded
+    value reaches p (probability ~2^-58 per value) the signature is recomputed with the division, so the
+    result always equals datatrove's.
     """
-    minimum = np.full(a.shape[1], np.iinfo(np.uint64).max, dtype=np.uint64)
+    num_hashes = a.shape[1]
+    minimum = np.full(num_hashes, np.iinfo(np.uint64).max, dtype=np.uint64)
+    x = np.empty((min(chunk, len(shingles)), num_hashes), dtype=np.uint64)
+    high = np.empty_like(x)
     for start in range(0, len(shingles), chunk):  # chunks keep the (n, 112) block in the CPU cache
-        x = shingles[start : start + chunk].reshape(-1, 1) * a
-        x += b
-        high = x >> _SHIFT_61
-        x &= MERSENNE_PRIME
-        x += high
-        np.right_shift(x, _SHIFT_61, out=high)
-        x &= MERSENNE_PRIME
-        x += high
-        np.minimum(minimum, x.min(axis=0), out=minimum)
-    if (minimum == MERSENNE_PRIME).any():
-        minimum = np.min((shingles.reshape(-1, 1) * a + b) % MERSENNE_PRIME, axis=0)
+        column = shingles[start : start + chunk].reshape(-1, 1)
+        xs, hs = x[: len(column)], high[: len(column)]
+        np.multiply(column, a, out=xs)
+        xs += b
+        np.right_shift(xs, _SHIFT_61, out=hs)
+        xs &= MERSENNE_PRIME
+        xs += hs
+        if xs.max() >= MERSENNE_PRIME:
+            return np.min((shingles.reshape(-1, 1) * a + b) % MERSENNE_PRIME, axis=0)
+        np.minimum(minimum, xs.min(axis=0), out=minimum)
     return minimum
 
 

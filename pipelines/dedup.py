@@ -107,6 +107,19 @@ def check_work_settings(cfg: RunConfig) -> None:
         path.write_text(json.dumps(wanted, indent=2) + "\n")
 
 
+def check_base_unchanged(cfg: RunConfig) -> None:
+    """A finished dedup is skipped on a re-run: refuse if the base output it was computed on has changed."""
+    base_files = sorted(cfg.stage_dir(SOURCE).glob("*.parquet"))
+    if not base_files:
+        return  # on Slurm the base stage may still be queued
+    path = cfg.stage_dir(STAGE) / "work" / "base_files.json"
+    listing = {p.name: p.stat().st_size for p in base_files}
+    if path.is_file() and json.loads(path.read_text()) != listing:
+        raise ConfigError(f"{cfg.source_file}: {cfg.stage_dir(SOURCE)} changed since the dedup of "
+                          f"{cfg.stage_dir(STAGE)} was computed; delete {cfg.stage_dir(STAGE)} and run again")
+    path.write_text(json.dumps(listing, indent=2) + "\n")
+
+
 def base_rows(base_dir: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -175,6 +188,7 @@ def run(cfg: RunConfig, args=None) -> int:
             if rows > cfg.dedup.max_documents_in_memory:
                 raise ConfigError(f"{cfg.source_file}: {refusal_message(rows, cfg.dedup.max_documents_in_memory)}")
     check_work_settings(cfg)
+    check_base_unchanged(cfg)
     stage_dir = cfg.stage_dir(STAGE)
     launch(cfg, STAGE, build_steps(cfg), functools.partial(finalize, str(stage_dir), str(base_dir), settings(cfg)))
     return 0

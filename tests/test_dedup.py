@@ -176,6 +176,22 @@ def test_fast_signatures_are_datatrove_stock_signatures(corpus, shared_data, tmp
             assert fast.signature_rows(normalize_for_minhash(text)).tolist() == stock.get_signature(expected)
 
 
+def test_signature_stays_exact_when_a_folded_value_reaches_the_modulus(tmp_path):
+    """The bit-folded modulus is wrong for x = 2^61 - 1 exactly; that case must fall back to the division."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+    from blocks.minhash import MERSENNE_PRIME, minhash_signature
+
+    a, b = MinhashDedupSignature(str(tmp_path)).parameters
+    j = next(j for j in range(a.shape[1]) if int(a[0, j]) % 2)  # an odd multiplier is invertible mod 2^64
+    p = int(MERSENNE_PRIME)
+    shingle = (p - int(b[0, j])) * pow(int(a[0, j]), -1, 1 << 64) % (1 << 64)  # shingle * a + b wraps to p
+    shingles = np.array([shingle, 12345], dtype=np.uint64)
+    expected = np.min((shingles.reshape(-1, 1) * a + b) % MERSENNE_PRIME, axis=0)
+    assert expected[j] == 0
+    assert np.array_equal(minhash_signature(shingles, a, b), expected)
+
+
 def test_kept_set_does_not_depend_on_the_number_of_tasks(runs):
     one, four = outcome(runs["one_task"]), outcome(runs["four_tasks"])
     assert one == four  # same kept ids, same reasons, same survivor for every removed document, same cluster ids
@@ -283,6 +299,11 @@ def test_filter_refuses_documents_read_in_another_order(runs, corpus, tmp_path):
     for src, dst in zip(files, files[1:] + files[:1]):  # same documents, another file order
         shutil.copy(src, out / "base" / dst.name)
     shutil.rmtree(out / "dedup" / "logs" / "filter")
+    # first line of defence: the launch compares the base files with those the dedup was computed on
+    with pytest.raises(ConfigError, match="changed since the dedup"):
+        run_dedup(out / "base", out, tasks=1)
+    # second, inside the filter step (the only one on Slurm, where base may not exist at launch time)
+    (out / "dedup" / "work" / "base_files.json").unlink()
     with pytest.raises(InputChangedError, match="signature step read"):  # one task runs in this process
         run_dedup(out / "base", out, tasks=1)
     assert not (out / "dedup/logs/filter/completions").exists()
