@@ -16,7 +16,7 @@ from pathlib import Path
 from pipelines.config import RunConfig
 from pipelines.slurm import FINALIZE, STAGE_ORDER, job_tasks, read_jobs
 
-COMMANDS = {"classifier": "train-classifier"}  # stage folder → winnow command, where they differ
+COMMANDS = {"classifier": "train-classifier", "annotations": "annotate"}  # stage folder → winnow command, where they differ
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
 TAIL_LINES = 12
