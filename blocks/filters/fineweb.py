@@ -31,6 +31,7 @@ class FineWebQuality(FineWebQualityFilter):
         exclusion_writer=None,
         language: str = "en",
     ):
+        stop_chars = tuple(stop_chars) if stop_chars is not None else None  # YAML gives a list; endswith needs a tuple
         super().__init__(exclusion_writer, line_punct_thr, line_punct_exclude_zero, stop_chars, short_line_thr,
                          short_line_length, char_duplicates_ratio, new_line_ratio, language)
         self.list_ratio = list_ratio
