@@ -112,6 +112,11 @@ def check_base_unchanged(cfg: RunConfig) -> None:
     base_files = sorted(cfg.stage_dir(SOURCE).glob("*.parquet"))
     if not base_files:
         return  # on Slurm the base stage may still be queued
+    if cfg.executor.kind == "slurm":
+        from pipelines.slurm import output_final
+
+        if not output_final(cfg, SOURCE):
+            return  # base is still queued or being relaunched on Slurm: its files are not final yet
     path = cfg.stage_dir(STAGE) / "work" / "base_files.json"
     listing = {p.name: p.stat().st_size for p in base_files}
     if path.is_file() and json.loads(path.read_text()) != listing:

@@ -307,6 +307,15 @@ def stage_finished(stage_dir: Path, record: dict | None = None) -> bool:
     return not record.get("finalize") or (stage_dir / "logs" / FINALIZE / "completions" / "00000").is_file()
 
 
+def output_final(cfg: RunConfig, stage: str) -> bool:
+    """Whether a stage's output folder holds its final files: True for a stage run locally (no Slurm record),
+    else only once its last Slurm submission finished. A later stage submitted behind it must not record or
+    check the earlier stage's files at submission time when this is False."""
+    stage_dir = Path(cfg.output_dir) / stage
+    record = read_jobs(stage_dir)
+    return record is None or (not active_jobs(record) and stage_finished(stage_dir, record))
+
+
 def wait_for_stage(cfg: RunConfig, stage: str, timeout: float = 300, poll: float = 0.5) -> None:
     """Block until the stage's jobs have left the queue (for tests and scripts: `launch` returns at once).
     Raises RuntimeError, with what `winnow status` would say, when they ended without finishing the stage."""
