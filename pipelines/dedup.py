@@ -173,12 +173,36 @@ def summarize(stage_dir: str, base_dir: str) -> dict:
     return summary
 
 
+def plot_cluster_sizes(summary: dict, path: Path) -> Path:
+    """Bars: kept documents by the size of their duplicate cluster (log scale), and what was removed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = summary["cluster_sizes"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(range(len(sizes)), list(sizes.values()), color="#4c72b0")
+    ax.set_xticks(range(len(sizes)), list(sizes), rotation=90 if len(sizes) > 20 else 0)
+    ax.set_yscale("log")
+    ax.set_xlabel("minhash_cluster_size")
+    ax.set_ylabel("kept documents")
+    removed = ", ".join(f"{k}: {v:,}" for k, v in summary["removed"].items()) or "nothing"
+    ax.set_title(f"dedup: {summary['read']:,} read, {summary['kept']:,} kept; removed {removed}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def finalize(stage_dir: str, base_dir: str, settings_: dict) -> dict:
     from pipelines.summary import write_summary
 
     summary = summarize(stage_dir, base_dir)
     summary["settings"] = settings_
-    return write_summary(stage_dir, summary)
+    write_summary(stage_dir, summary)
+    plot_cluster_sizes(summary, Path(stage_dir) / "cluster_sizes.png")
+    return summary
 
 
 def run(cfg: RunConfig, args=None) -> int:

@@ -205,6 +205,7 @@ def test_summary_accounts_for_every_document(runs, corpus):
         assert summary["read"] == summary["kept"] + sum(summary["removed"].values())
         assert set(summary["removed"]) == {"exact_duplicate", "minhash_duplicate"}
         assert sum(summary["cluster_sizes"].values()) == summary["kept"]
+        assert (stage / "cluster_sizes.png").stat().st_size > 0
         assert len(outcome(stage)) == len(corpus["docs"])
         for reason, count in summary["removed"].items():
             files = list((stage / "removed" / reason).glob("*.parquet"))
