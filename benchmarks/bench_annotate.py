@@ -68,7 +68,9 @@ def main(argv=None) -> int:
         "documents": len(rows), "scored": len(scored), "parse_rate": summary["parse_rate"],
         "documents_per_second": summary["documents_per_second"],
         "seconds_per_document": round(summary["seconds"]["inference_wall"] / max(len(rows), 1), 2),
-        "spearman_score": spearmanr([r["score"] for r in scored], truth).statistic if len(scored) > 2 else None,
+        # undefined (None) when the annotator gives every document the same score
+        "spearman_score": (spearmanr([r["score"] for r in scored], truth).statistic
+                           if len({r["score"] for r in scored}) > 1 else None),
         "spearman_score_expected": (spearmanr([r["score_expected"] for r in scored], truth).statistic
                                     if scored and scored[0]["score_expected"] is not None else None),
         "predicted_histogram": summary["histogram"],

@@ -17,6 +17,7 @@ annotator (see classifiers/annotators.py for why the runner's own request path i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -25,6 +26,9 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+
+from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
+from datatrove.pipeline.inference.servers import InferenceServer
 
 from pipelines.config import AnnotatorConfig, ConfigError, RunConfig
 from pipelines.executors import Step, launch, logging_dir, offline_environment
@@ -217,30 +221,32 @@ def annotation_record(writer, document, aggregate: str = "mean") -> dict:
     }
 
 
-def build_runner(cfg: RunConfig, stage_dir: Path):
-    from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
-    from datatrove.pipeline.inference.servers import InferenceServer
+class NoServer(InferenceServer):
+    """InferenceRunner's server slot, left empty: the annotator reaches its endpoint (or the embedded server it
+    started) itself, with its own timeouts and retries."""
+
+    async def start_server(self):
+        return None
+
+    async def monitor_health(self):
+        await asyncio.Future()  # nothing to watch; cancelled when the task ends
+
+    async def is_ready(self) -> bool:
+        return True
+
+
+class AnnotationRunner(InferenceRunner):
+    """datatrove's InferenceRunner (document loop, concurrency, checkpoints, resume) with the rollout doing the
+    requests (classifiers.annotators.annotate_document)."""
+
+    name = "LLM annotation"
+
+    def _init_server(self, rank: int) -> InferenceServer:
+        return NoServer(self.config, rank)
+
+
+def build_runner(cfg: RunConfig, stage_dir: Path) -> AnnotationRunner:
     from datatrove.pipeline.writers import ParquetWriter
-
-    class NoServer(InferenceServer):
-        """The runner's server slot, empty: our annotator reaches the endpoint itself."""
-
-        async def start_server(self):
-            return None
-
-        async def monitor_health(self):
-            import asyncio
-
-            await asyncio.Future()
-
-        async def is_ready(self) -> bool:
-            return True
-
-    class AnnotationRunner(InferenceRunner):
-        name = "LLM annotation"
-
-        def _init_server(self, rank: int):
-            return NoServer(self.config, rank)
 
     a = cfg.annotator
     settings = {"annotator": a.model_dump(), "prompt": cfg.annotate.prompt, "max_chars": cfg.annotate.max_chars,
