@@ -57,6 +57,9 @@ def source_dir(cfg: RunConfig) -> Path:
     for stage in SOURCE_STAGES:
         folder = cfg.stage_dir(stage)
         if any(folder.glob("*.parquet")):
+            if not (folder / "summary.json").is_file():  # still running, or killed: its output is partial
+                raise ConfigError(f"{cfg.source_file}: {folder} is not finished (no summary.json); finish "
+                                  f"`winnow {stage}` first, or set annotate.source")
             return folder
     raise ConfigError(f"{cfg.source_file}: nothing to annotate: no *.parquet in {cfg.stage_dir('dedup')} or "
                       f"{cfg.stage_dir('base')} (run `winnow base` first, or set annotate.source)")

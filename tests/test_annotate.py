@@ -111,6 +111,19 @@ def test_asking_for_more_than_there_is_takes_everything_once(tmp_path, base_dir)
     assert len(ids) == 40
 
 
+def test_default_source_is_the_latest_finished_stage(tmp_path, base_dir):
+    cfg = RunConfig(name="t", output_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="nothing to annotate"):
+        annotate.source_dir(cfg)
+    for stage in ("base", "dedup"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "00000.parquet").write_bytes((base_dir / "00000.parquet").read_bytes())
+    with pytest.raises(ConfigError, match="dedup is not finished"):
+        annotate.source_dir(cfg)  # a dedup still running (or killed) must not be sampled
+    (tmp_path / "dedup" / "summary.json").write_text("{}")
+    assert annotate.source_dir(cfg) == tmp_path / "dedup"
+
+
 def test_annotator_config_is_checked_at_load(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: t\noutput_dir: x\nannotator: {kind: endpoint, temperature: -1}\n")
