@@ -28,6 +28,7 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 READ_CHUNK = 1 << 20
 FEED_CHUNK = 1 << 16
+MAX_RESYNC_BYTES = 64 * 2**20  # bytes of one member kept to find the next header after corruption
 # Common Crawl truncates payloads at 1 MiB; a record 10× that is not a web page we can use.
 MAX_RECORD_BYTES = 10 * 2**20
 ARC_ID_NAMESPACE = uuid.UUID("6f1d3a5e-2b7c-4f00-9a77-1c6b0f0c2a10")  # ids for ARC records, which have none
@@ -44,43 +45,43 @@ class Member:
 
 def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
     """Split a gzip file into its members. Never raises on bad data: damage comes back as a Member.problem."""
-    buf = b""
-    offset = 0  # file offset of buf[0]
+    data, pos, base = b"", 0, 0  # read buffer, position in it, file offset of data[0]
     exhausted = False
 
-    def more() -> bool:
-        nonlocal buf, exhausted
+    def refill() -> bool:  # append the next chunk, dropping what was consumed (no copying of the whole buffer)
+        nonlocal data, pos, base, exhausted
         chunk = b"" if exhausted else f.read(READ_CHUNK)
         exhausted = not chunk
-        buf += chunk
+        if chunk:
+            data, base, pos = data[pos:] + chunk, base + pos, 0
         return bool(chunk)
 
     while True:
-        while len(buf) < 3 and more():
+        while len(data) - pos < 3 and refill():
             pass
-        if not buf:
+        if pos >= len(data):
             return
-        if not buf.startswith(GZIP_MAGIC):  # garbage: skip to the next gzip header
-            start = offset
-            while (i := buf.find(GZIP_MAGIC, 1)) < 0 and more():
-                pass
-            cut = i if i > 0 else len(buf)
-            buf, offset = buf[cut:], offset + cut
+        if data[pos:pos + 3] != GZIP_MAGIC:  # garbage: skip to the next gzip header
+            start = base + pos
+            while (i := data.find(GZIP_MAGIC, pos + 1)) < 0:
+                pos = max(pos, len(data) - 2)  # the header may straddle two chunks
+                if not refill():
+                    pos = len(data)
+                    break
+            else:
+                pos = i
             yield Member(b"", start, "garbage_bytes")
             continue
-        member_start, raw = offset, bytearray()
+        member_start, raw = base + pos, bytearray()  # raw: this member's bytes, to resync after corruption
         inflater = zlib.decompressobj(31)
         parts, size, problem = [], 0, None
-        pending, buf = buf, b""
         while True:
-            if not pending:
-                pending = b"" if exhausted else f.read(READ_CHUNK)
-                exhausted = not pending
-                if not pending:
-                    problem = "truncated_gzip"
-                    break
-            piece, pending = pending[:FEED_CHUNK], pending[FEED_CHUNK:]  # small pieces: a corrupt member
-            raw += piece  # still yields its head, which names the record
+            if pos >= len(data) and not refill():
+                problem = "truncated_gzip"
+                break
+            piece = data[pos:pos + FEED_CHUNK]  # small pieces: a corrupt member still yields the head that names it
+            if len(raw) < MAX_RESYNC_BYTES:
+                raw += piece
             try:
                 out = inflater.decompress(piece)
             except zlib.error:
@@ -92,13 +93,17 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
             elif out:
                 parts.append(out)
             if inflater.eof:
-                buf = inflater.unused_data + pending
-                offset = member_start + len(raw) - len(inflater.unused_data)
+                pos += len(piece) - len(inflater.unused_data)
                 break
+            pos += len(piece)
         if problem == "corrupt_gzip":  # resync on the next gzip header after this member's start
             nxt = raw.find(GZIP_MAGIC, 1)
-            buf = (bytes(raw[nxt:]) if nxt > 0 else b"") + pending
-            offset = member_start + (nxt if nxt > 0 else len(raw))
+            if 0 < nxt and member_start + nxt >= base:
+                pos = member_start + nxt - base
+            elif 0 < nxt:  # already dropped from the buffer: it is in raw
+                data, base, pos = bytes(raw[nxt:]) + data[pos + len(piece):], member_start + nxt, 0
+            else:
+                pos += len(piece)
         yield Member(b"".join(parts), member_start, problem)
         if problem == "truncated_gzip":
             return

