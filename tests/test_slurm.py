@@ -156,6 +156,7 @@ def local_run(shards, tmp_path_factory) -> Path:
     return Path(cfg.output_dir)
 
 
+@pytest.mark.slow
 def test_chained_stages_on_slurm_match_the_local_run(slurm_partition, shards, local_run, tmp_path, capsys):
     config = write_config(tmp_path, "slurm", partition=slurm_partition)
     cfg = load_config(config, check_inputs=False)
@@ -179,6 +180,7 @@ def test_chained_stages_on_slurm_match_the_local_run(slurm_partition, shards, lo
     assert "base: finished" in report and "filter       4/4 done" in report and "dedup: finished" in report
 
 
+@pytest.mark.slow
 def test_failed_task_cancels_dependents_and_a_relaunch_finishes(slurm_partition, shards, local_run, tmp_path, capsys):
     config = write_config(tmp_path, "slurm", partition=slurm_partition, workers=1)  # one task at a time
     cfg = load_config(config, check_inputs=False)
@@ -244,6 +246,7 @@ def fineweb_run(shared_data, tmp_path_factory) -> dict:
     return {"config": str(config), "slurm": folder / "run-slurm", "local": folder / "run-local"}
 
 
+@pytest.mark.slow
 def test_base_and_dedup_on_slurm_survive_a_killed_task_and_match_the_local_run(slurm_partition, fineweb_run, capsys):
     config, out = fineweb_run["config"], fineweb_run["slurm"]
     cfg = load_config(config)
