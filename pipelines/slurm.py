@@ -101,8 +101,8 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
                              merge_stats=False)
         executor.run()
         record["final_job"] = str(executor.job_id)
-    else:
-        record["final_job"] = after.split(":")[0] if after else None
+    else:  # the stage's last own job (None when every task had already completed)
+        record["final_job"] = next((s["job_id"] for s in reversed(record["steps"]) if s["job_id"]), None)
     _write_jobs(stage_dir, record)
     jobs = " → ".join(s["job_id"] or "done" for s in record["steps"]) + f" → {record['final_job']}"
     waits = f" after {', '.join(upstream)}" if upstream else ""
