@@ -77,6 +77,20 @@ def test_regex_word_splitter_agrees_with_spacy(fineweb_docs):
         assert agree >= 0.98, (name, agree)
 
 
+def test_fast_ngram_counts_equal_datatrove(fineweb_docs):
+    from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
+
+    from blocks.filters.gopher import duplicated_ngram_chars, top_ngram_chars
+
+    for doc in fineweb_docs[:200]:
+        words = regex_words(doc.text)
+        for n in (2, 3, 4):
+            grams = get_n_grams(words, n)
+            assert top_ngram_chars(words, n) == (find_top_duplicate(grams) if grams else 0)
+        for n in range(5, 11):
+            assert duplicated_ngram_chars(words, n) == find_all_duplicate(words, n)
+
+
 def test_sorted_domain_list_matches_datatrove_set(tmp_path):
     raw = [b"example-blocked.com", b"# a comment", b"  spaced.org  ", b"a.b.c.net", b"example-blocked.com", b""]
     (tmp_path / "domains").write_bytes(b"\n".join(raw) + b"\n")

@@ -6,17 +6,39 @@ both with their defaults); only the word splitting is pluggable (`word_splitter=
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
-from datatrove.pipeline.filters.gopher_repetition_filter import (
-    find_all_duplicate,
-    find_duplicates,
-    find_top_duplicate,
-    get_n_grams,
-)
+from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
 from datatrove.utils.text import PUNCTUATION_SET
 
 from blocks.filters.words import word_splitter as _splitter
+
+
+def top_ngram_chars(words: list[str], n: int) -> int:
+    """Characters covered by the most frequent n-gram (length of "w1 w2 ..." × count); 0 without n-grams.
+    Same value as datatrove's find_top_duplicate(get_n_grams(words, n)), with the n-grams built at C speed."""
+    grams = Counter(map(" ".join, zip(*(words[i:] for i in range(n)))))
+    if not grams:
+        return 0
+    gram, count = grams.most_common(1)[0]  # ties: the first seen, as datatrove
+    return len(gram) * count
+
+
+def duplicated_ngram_chars(words: list[str], n: int) -> int:
+    """Characters in n-grams that repeat an earlier n-gram, skipping n words after each repeat (Gopher's count).
+    Same value as datatrove's find_all_duplicate(words, n) (n-grams joined without spaces, as there)."""
+    grams = list(map("".join, zip(*(words[i:] for i in range(n)))))
+    seen, repeated, idx = set(), 0, 0
+    while idx < len(grams):
+        if grams[idx] in seen:
+            repeated += len(grams[idx])
+            idx += n
+        else:
+            seen.add(grams[idx])
+            idx += 1
+    return repeated
 
 
 class GopherRepetition(GopherRepetitionFilter):
@@ -59,11 +81,10 @@ class GopherRepetition(GopherRepetitionFilter):
             return False, "dup_line_char_frac"
         words = self._split_words(text)
         for n, max_frac in self.top_n_grams:
-            n_grams = get_n_grams(words, n)
-            if n_grams and find_top_duplicate(n_grams) / len(text) > max_frac:
+            if top_ngram_chars(words, n) / len(text) > max_frac:
                 return False, f"top_{n}_gram"
         for n, max_frac in self.dup_n_grams:
-            if find_all_duplicate(words, n) / len(text) > max_frac:
+            if duplicated_ngram_chars(words, n) / len(text) > max_frac:
                 return False, f"duplicated_{n}_n_grams"
         return True
 
