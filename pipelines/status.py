@@ -19,7 +19,8 @@ from pipelines.slurm import FINALIZE, STAGE_ORDER, job_tasks, read_jobs
 COMMANDS = {"classifier": "train-classifier", "annotations": "annotate"}  # stage folder → winnow command, where they differ
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
-TAIL_LINES = 12
+TAIL_LINES = 12  # of the task's log
+SLURM_TAIL_LINES = 4  # of Slurm's output, after the task's log
 
 
 def run(cfg: RunConfig, args) -> int:
@@ -126,8 +127,8 @@ def _step_state(log_dir: Path, step: dict) -> tuple[Counter, list[str]]:
             # a local run leaves no queue to ask: an unfinished task there may still be running
             counts["unfinished" if step.get("local") else "failed"] += 1
             slurm_log = log_dir / "slurm_logs" / f"{step['job_id']}_{index}.out"
-            failures.extend(_tail(rank, state or "ended without completing", step.get("job_id"), index,
-                                  task_log if task_log.is_file() else slurm_log))
+            logs = [task_log, slurm_log] if task_log.is_file() else [slurm_log]
+            failures.extend(_tail(rank, state or "ended without completing", step.get("job_id"), index, logs))
         else:
             counts["not run"] += 1
     return counts, failures
@@ -157,10 +158,14 @@ def _expand(indices: str) -> list[int]:
     return out
 
 
-def _tail(rank: int, state: str, job_id, index, log: Path) -> list[str]:
+def _tail(rank: int, state: str, job_id, index, logs: list[Path]) -> list[str]:
+    """The last lines of the task's datatrove log, then of Slurm's output (which says why Slurm stopped it)."""
     where = f" (job {job_id}_{index}, {state})" if job_id and index is not None else f" ({state})"
-    if not log.is_file():
+    found = [log for log in logs if log.is_file()]
+    if not found:
         return [f"    task {rank}{where}: no log (stopped before it started)"]
-    text = log.read_text(errors="replace").splitlines()[-TAIL_LINES:]
-    return [f"    task {rank}{where}: last lines of {log}", *(f"      | {line}" for line in text)]
-
+    lines = [f"    task {rank}{where}:"]
+    for log, n in zip(found, (TAIL_LINES, SLURM_TAIL_LINES)):
+        lines.append(f"      last lines of {log}")
+        lines.extend(f"      | {line}" for line in log.read_text(errors="replace").splitlines()[-n:])
+    return lines
