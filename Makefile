@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test base dedup annotate classifier score subsets ablate report demo status \
+.PHONY: setup test base dedup annotate classifier score subsets ablate report report-png demo status \
         bench bench-base bench-dedup bench-extract bench-classifier slurm-up slurm-down clean
 
 # torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
@@ -45,6 +45,16 @@ report:
 	$(WINNOW) report -c $(CONFIG) $(SET)
 status:
 	$(WINNOW) status -c $(CONFIG)
+# the report as a browser shows it: Debian's headless Chromium renders <output_dir>/report/index.html to docs/report.png
+REPORT_HTML ?= runs/demo/report/index.html
+report-png:
+	@command -v chromium >/dev/null || { echo "report-png: needs chromium (apt-get install -y chromium)"; exit 2; }
+	@test -f $(REPORT_HTML) || { echo "report-png: no $(REPORT_HTML); run make report (or make demo) first"; exit 2; }
+	profile=$$(mktemp -d) && chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	  --disable-background-networking --disable-component-update --disable-sync --user-data-dir=$$profile \
+	  --hide-scrollbars --screenshot=$(CURDIR)/docs/report.png --window-size=1280,4000 \
+	  file://$(abspath $(REPORT_HTML)) 2>/dev/null; rc=$$?; rm -rf $$profile; exit $$rc
+	@echo "report-png: docs/report.png"
 demo:
 	$(WINNOW) demo -c $(CONFIG) $(SET) $(if $(DATA),--data '$(DATA)',)
 

@@ -1,0 +1,89 @@
+"""The whole-run report on a small real run folder: base (then dedup) run for real on one shard's first pages."""
+
+import base64
+import json
+import re
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import base, dedup
+from pipelines.config import load_config
+from pipelines.report import run as report_command
+from pipelines.run_report import write_run_report
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, shared_data):
+    folder = tmp_path_factory.mktemp("report")
+    config = folder / "run.yaml"
+    config.write_text(f"""
+name: small
+output_dir: {folder / 'run'}
+input: {{paths: {shared_data}/warc/pages/pages-00000.warc.gz, limit: 60}}
+executor: {{kind: local, tasks: 1, workers: 1}}
+extract: {{extractor: resiliparse}}
+dedup: {{tasks: 1}}
+ablate:
+  ablations: [{{name: edu, data: {folder / 'run' / 'subsets' / 'edu-3'}}}]
+""")
+    cfg = load_config(config)
+    base.run(cfg)
+    return cfg
+
+
+def inlined_images(page: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)]
+
+
+@pytest.mark.slow
+def test_report_of_a_base_only_run_says_what_has_not_run(small_run):
+    out = write_run_report(small_run)
+    md, page = (out / "report.md").read_text(), (out / "index.html").read_text()
+    summary = json.loads((small_run.stage_dir("base") / "summary.json").read_text())
+
+    for heading in ("## Funnel", "## Deduplication", "## Annotation and classifier", "## Ablations", "## The run",
+                    "### Configuration", "### Versions"):
+        assert heading in md, heading
+    # the funnel table: one row per base step with the summary's counts, tokens from the Parquet files
+    for step in summary["funnel"]:
+        assert re.search(rf"^\| {step['step']} \| {step['documents']:,} \|", md, re.M), step
+    kept_tokens = sum(sum(pq.read_table(p, columns=["token_count"]).column("token_count").to_pylist())
+                      for p in small_run.stage_dir("base").glob("*.parquet"))
+    assert f"| base kept | {summary['kept']:,} |  | {kept_tokens:,} |" in md
+    # removed examples: every filter that removed something is listed, with one of its real reasons
+    for name, reasons in summary["removed"].items():
+        assert f"{name}: {sum(reasons.values()):,} removed" in md
+        assert any(f"| {reason}" in md for reason in reasons), name
+    # stages that did not run say so, with the command that runs them
+    for stage, command in (("dedup", "make dedup"), ("annotations", "make annotate"),
+                           ("classifier", "make classifier"), ("scored", "make score"), ("subsets", "make subsets")):
+        assert f"No `{small_run.stage_dir(stage)}/" in md and f"(`{command}`)" in md, stage
+    assert md.count("**Not run.**") == 7  # + ablations and timings.json
+    assert not (out / "ablations").exists()
+
+    # self-contained: every image is inlined PNG data, nothing is fetched from elsewhere
+    images = inlined_images(page)
+    assert len(images) == md.count("![") == 1 and all(i.startswith(b"\x89PNG") for i in images)
+    assert not re.search(r'(src|href)="(?!data:|#)', page)
+    # removed pages are raw HTML: they must show as text, never as markup of the report
+    assert "<!doctype" not in page.lower().replace("<!doctype html>", "", 1)
+    assert page.count("<script") == 0
+
+
+@pytest.mark.slow
+def test_report_after_dedup_and_through_the_report_command(small_run):
+    dedup.run(small_run)
+    assert report_command(small_run) == 0
+    out = small_run.stage_dir("report")
+    md, page = (out / "report.md").read_text(), (out / "index.html").read_text()
+    summary = json.loads((small_run.stage_dir("dedup") / "summary.json").read_text())
+    assert f"{summary['read']:,} documents in, {summary['kept']:,} kept" in md
+    assert f"**{summary['clusters']:,} clusters**" in md
+    assert re.search(rf"^\| dedup kept \| {summary['kept']:,} \|", md, re.M)
+    assert "No `" + str(small_run.stage_dir("dedup")) not in md
+    images = inlined_images(page)
+    assert len(images) == 2 and (out / "cluster_sizes.png").read_bytes() in images  # funnel + cluster sizes
+    # the config shown is the run's, every default filled in
+    assert "extractor: resiliparse" in md and "favour_precision: true" in md
+    assert "| datatrove | 0.10.1 |" in md
