@@ -107,7 +107,7 @@ def write_sample(cfg: RunConfig) -> Path:
                               f"output_dir or delete {annotations_dir(cfg)} to annotate a new sample")
         return folder
     files = sorted(source.glob("*.parquet"))
-    ids, keys, where, seen = [], [], [], set()
+    keys, where, seen = [], [], set()
     stratify = cfg.annotate.stratify_by
     for file_index, path in enumerate(files):
         columns = ["id"] + ([stratify] if stratify else [])
@@ -120,7 +120,6 @@ def write_sample(cfg: RunConfig) -> Path:
             if doc_id in seen:  # a duplicated id would be annotated twice; keep its first occurrence
                 continue
             seen.add(doc_id)
-            ids.append(doc_id)
             where.append((file_index, row))
             keys.append(key)
     chosen = choose_rows(keys, cfg.annotate.n_documents, cfg.annotate.seed)

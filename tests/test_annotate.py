@@ -4,13 +4,12 @@ Faults a real server cannot be made to produce on demand (an HTTP 500, a garbage
 connection) come from `FaultyProxy`, a small real HTTP server in this file that sits in front of the real server:
 it answers the fault itself or forwards the request unchanged.
 
-Everything runs with OMP_NUM_THREADS=1 under `nice`: the machine is shared.
+The servers run with one thread (annotator.threads) and the stages under `nice`: the machine is shared.
 """
 
 import gzip
 import http.server
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,6 @@ from pipelines import annotate
 from pipelines.config import ConfigError, RunConfig, load_config
 from pipelines.summary import read_summary
 
-os.environ["OMP_NUM_THREADS"] = "1"
 WINNOW = [sys.executable, "-m", "pipelines.cli"]
 
 
