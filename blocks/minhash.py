@@ -71,50 +71,55 @@ class FastWordSplitter:
     """The words spaCy's tokenizer finds in a normalised text, without running spaCy on the whole text.
 
     spaCy tokenizes each space-separated chunk on its own (its only multi-chunk special case is " "), and a
-    chunk of lowercase ASCII letters that is not one of its special cases ("dont" -> "do", "nt") is one
-    word, as is the number placeholder "0". One regex finds the other chunks (units such as "0km",
-    non-ASCII symbols, contractions); only those go through spaCy, once each (cached).
+    chunk of ASCII letters that is not one of its special cases ("dont" -> "do", "nt") is one word, as is
+    the number placeholder "0". Only the other distinct chunks of a text (units such as "0km", non-ASCII
+    symbols, contractions) go through spaCy, once each (cached).
     """
 
-    max_cache_entries = 500_000  # distinct irregular chunks kept; the cache is cleared beyond this
+    max_cache_entries = 200_000  # distinct irregular chunks kept; the cache is cleared beyond this
 
     def __init__(self, language: str = "en"):
         self.language = language
-        self._tokenizer = None
-        self._needs_spacy: re.Pattern | None = None
-        self._cache: dict[str, str] = {}
+        self._nlp = None
+        self._special_cases: frozenset[str] | None = None
+        self._cache: dict[str, tuple[str, ...]] = {}
 
     @property
     def tokenizer(self):
-        if self._tokenizer is None:
+        if self._nlp is None:
             import spacy
 
-            self._tokenizer = spacy.blank(self.language).tokenizer
-            special = sorted((k for k in self._tokenizer.rules if re.fullmatch(r"[a-z]+", k)), key=len, reverse=True)
-            # a whole chunk (between spaces) that has a character other than a-z and is not the lone "0",
-            # or that is one of the tokenizer's special cases
-            self._needs_spacy = re.compile(
-                r"(?<![^ ])(?:(?!0(?![^ ]))[^ ]*[^a-z ][^ ]*" + "".join(f"|{k}(?![^ ])" for k in special) + ")"
-            )
-        return self._tokenizer
+            self._nlp = spacy.blank(self.language)
+            self._special_cases = frozenset(k for k in self._nlp.tokenizer.rules if k.isalpha() and k.isascii())
+        return self._nlp.tokenizer
 
-    def _spacy_words(self, match: re.Match) -> str:
-        chunk = match.group()
+    def _spacy_words(self, chunk: str) -> tuple[str, ...]:
         words = self._cache.get(chunk)
         if words is None:
-            words = " ".join(w for w in (token.text.strip() for token in self.tokenizer(chunk)) if w)
+            tokenizer = self.tokenizer
+            with self._nlp.memory_zone():  # as datatrove does: spaCy's vocabulary would otherwise grow forever
+                words = tuple(w for w in (token.text.strip() for token in tokenizer(chunk)) if w)
             if len(self._cache) >= self.max_cache_entries:
                 self._cache.clear()
             self._cache[chunk] = words
         return words
 
     def split(self, text: str) -> list[str]:
-        if self._needs_spacy is None:
+        if self._special_cases is None:
             self.tokenizer
-        if self._needs_spacy.search(text) is None:
-            return text.split()
-        # spaCy's words never hold whitespace: join them with spaces in place of their chunk, split again
-        return self._needs_spacy.sub(self._spacy_words, text).split()
+        chunks = text.split()
+        distinct = set(chunks)
+        irregular = {c for c in distinct if not (c.isalpha() and c.isascii()) and c != "0"}
+        irregular.update(self._special_cases.intersection(distinct))
+        if not irregular:
+            return chunks
+        words: list[str] = []
+        for chunk in chunks:
+            if chunk in irregular:
+                words.extend(self._spacy_words(chunk))
+            else:
+                words.append(chunk)
+        return words
 
 
 def shingle_hashes(words: list[str], n_grams: int) -> np.ndarray:
