@@ -32,7 +32,7 @@ from pipelines.executors import Step, logging_dir
 JOBS_FILE = "slurm_jobs.json"
 FINALIZE = "finalize"  # the finalize job's folder under <stage>/logs/
 # stages in the order they feed each other; a stage waits for the unfinished Slurm jobs of the ones before it
-STAGE_ORDER = ["base", "dedup", "annotations", "classifier", "score", "subsets", "ablate"]
+STAGE_ORDER = ["base", "dedup", "annotations", "classifier", "scored", "subsets", "ablations"]  # stage folders
 # job states in which a job may still run (anything else is over: COMPLETED, FAILED, CANCELLED, TIMEOUT, ...)
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                  "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
@@ -139,7 +139,7 @@ def _executor(cfg, stage, name, pipeline, tasks, workers, extra, partition, afte
 
 
 def job_name(cfg: RunConfig, stage: str, step: str) -> str:
-    return f"winnow.{cfg.name}.{stage.replace('/', '.')}.{step}"  # ablate runs one stage per ablation: ablate/<name>
+    return f"winnow.{cfg.name}.{stage.replace('/', '.')}.{step}"  # ablate runs a stage per ablation: ablations/<name>
 
 
 def job_environment(cfg: RunConfig) -> str:

@@ -16,11 +16,12 @@ from pathlib import Path
 from pipelines.config import RunConfig
 from pipelines.slurm import FINALIZE, STAGE_ORDER, job_tasks, read_jobs
 
-COMMANDS = {"classifier": "train-classifier", "annotations": "annotate"}  # stage folder → winnow command, where they differ
+# stage folder → winnow command, where they differ
+COMMANDS = {"annotations": "annotate", "classifier": "train-classifier", "scored": "score", "ablations": "ablate"}
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
 TAIL_LINES = 12  # of the task's log
-SLURM_TAIL_LINES = 4  # of Slurm's output, after the task's log
+SLURM_TAIL_LINES = 4  # of Slurm's error lines, after the task's log
 
 
 def run(cfg: RunConfig, args) -> int:
@@ -35,14 +36,15 @@ def run(cfg: RunConfig, args) -> int:
 
 
 def run_stages(out: Path) -> list[str]:
-    """Stage folders of the run (one level down too: ablate runs a stage per ablation, ablate/<name>)."""
+    """Stage folders of the run (one level down too: ablate runs a stage per ablation, ablations/<name>)."""
     def ran(p: Path) -> bool:
         return (p / "logs").is_dir() or (p / "slurm_jobs.json").is_file()
 
     found = []
     for p in sorted(out.iterdir()) if out.is_dir() else []:
         if p.is_dir():
-            found += [p.name] if ran(p) else [f"{p.name}/{q.name}" for q in sorted(p.iterdir()) if q.is_dir() and ran(q)]
+            nested = [f"{p.name}/{q.name}" for q in sorted(p.iterdir()) if q.is_dir() and ran(q)]
+            found += [p.name] if ran(p) else nested
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
     return sorted(found, key=lambda s: (order.get(s.split("/")[0], len(order)), s))
 
@@ -165,7 +167,14 @@ def _tail(rank: int, state: str, job_id, index, logs: list[Path]) -> list[str]:
     if not found:
         return [f"    task {rank}{where}: no log (stopped before it started)"]
     lines = [f"    task {rank}{where}:"]
-    for log, n in zip(found, (TAIL_LINES, SLURM_TAIL_LINES)):
-        lines.append(f"      last lines of {log}")
-        lines.extend(f"      | {line}" for line in log.read_text(errors="replace").splitlines()[-n:])
+    for log in found:
+        text = log.read_text(errors="replace").splitlines()
+        if log.suffix == ".out":  # Slurm's output: its own lines ("*** JOB 7 ... CANCELLED AT ...", execve errors)
+            errors = [t for t in text if "***" in t or "error" in t.lower()]
+            text = (errors or text)[-SLURM_TAIL_LINES:]
+            lines.append(f"      Slurm's messages in {log}")
+        else:
+            text = text[-TAIL_LINES:]
+            lines.append(f"      last lines of {log}")
+        lines.extend(f"      | {line}" for line in text)
     return lines
