@@ -10,8 +10,11 @@ Both: k-fold out-of-fold raw scores on the training labels fit the ScoreCalibrat
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -26,6 +29,8 @@ from classifiers.embedding_cache import EmbeddingCache
 from classifiers.labels import LabelSet
 from classifiers.model import DEFAULT_ENCODER, FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder, fasttext_line
 from classifiers.saved import EduClassifier, int_scores
+
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass
@@ -45,7 +50,7 @@ class TrainSettings:
     cache_dir: str | None = None
     # fasttext
     fasttext: dict = field(default_factory=lambda: {
-        "lr": 0.1, "epoch": 25, "dim": 64, "wordNgrams": 2, "minCount": 2, "bucket": 200_000,
+        "lr": 0.5, "epoch": 10, "dim": 32, "wordNgrams": 2, "minCount": 2, "bucket": 200_000,
     })
     balance: str = "oversample"  # "oversample" | "none"
 
@@ -99,10 +104,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, s: TrainSettings, epochs: int, dev=No
 
 
 def embed_labels(labels: LabelSet, s: TrainSettings) -> np.ndarray:
-    encoder = SentenceEncoder(s.encoder, s.max_tokens, s.device)
+    def encode(texts: list[str]) -> np.ndarray:  # the encoder is loaded only when a text is not cached yet
+        return SentenceEncoder(s.encoder, s.max_tokens, s.device).encode(texts)
+
     if s.cache_dir is None:
-        return encoder.encode(labels.texts)
-    return EmbeddingCache(s.cache_dir, s.encoder, s.max_tokens).embed(labels.texts, encoder.encode)
+        return encode(labels.texts)
+    return EmbeddingCache(s.cache_dir, s.encoder, s.max_tokens).embed(labels.texts, encode)
 
 
 # ---- fasttext backbone -------------------------------------------------------------------------------------
@@ -122,16 +129,18 @@ def balanced_rows(y: np.ndarray, s: TrainSettings) -> np.ndarray:
 
 
 def fit_fasttext(texts: list[str], y: np.ndarray, s: TrainSettings) -> FastTextScorer:
-    import fasttext
-
+    """Write the balanced training file, train in a fresh process (see classifiers/fasttext_fit.py), load."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "train.txt")
+        path, model_path = os.path.join(tmp, "train.txt"), os.path.join(tmp, "model.bin")
         with open(path, "w", encoding="utf-8") as f:
             for i in balanced_rows(y, s):
                 f.write(f"__label__{y[i]} {fasttext_line(texts[i])}\n")
-        # one thread: fastText is then deterministic for a given seed
-        model = fasttext.train_supervised(input=path, thread=1, seed=s.seed, verbose=0, **s.fasttext)
-    return FastTextScorer(model)
+        arguments = json.dumps({**s.fasttext, "seed": s.seed})
+        done = subprocess.run([sys.executable, "-m", "classifiers.fasttext_fit", path, model_path, arguments],
+                              capture_output=True, text=True, cwd=_PROJECT_ROOT)
+        if done.returncode != 0:
+            raise RuntimeError(f"fastText training failed: {done.stderr.strip()[-2000:]}")
+        return FastTextScorer.load(model_path)
 
 
 # ---- both ----------------------------------------------------------------------------------------------------
@@ -149,7 +158,7 @@ def out_of_fold(n_rows: int, y: np.ndarray, s: TrainSettings, fit_and_score) -> 
 
 def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
     """Train one classifier; returns it and a record of how (timings, chosen epoch, calibration)."""
-    started = time.perf_counter(), time.process_time()
+    started = time.perf_counter(), cpu_seconds()
     y = labels.scores
     record: dict = {"settings": asdict(s)}
     if s.backbone == "embed":
@@ -186,9 +195,17 @@ def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
                           "histogram": labels.histogram(), "skipped": dict(labels.skipped)},
     }
     record["train_seconds"] = time.perf_counter() - started[0]
-    record["train_cpu_seconds"] = time.process_time() - started[1]
+    record["train_cpu_seconds"] = cpu_seconds() - started[1]
     record["calibration"] = calibration.cuts
     return EduClassifier(config, calibration, device=s.device, **model_parts), record
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the fastText training processes), all cores."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

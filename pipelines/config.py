@@ -206,19 +206,55 @@ class AnnotatorConfig(Section):
         return self.concurrency or (1 if self.kind == "local" else 16)
 
 
+class FastTextConfig(Section):
+    """fastText's own argument names (DCLM-style word + bigram model)."""
+
+    lr: float = 0.5  # small data: few updates per epoch, so a high rate (a NaN retries at half the rate)
+    epoch: int = Field(10, ge=1)
+    dim: int = Field(32, ge=1)
+    wordNgrams: int = Field(2, ge=1)
+    minCount: int = Field(2, ge=1)
+    bucket: int = Field(200_000, ge=1000)  # hashed bigram rows; fastText's 2M default makes an 800 MB model
+
+
 class ClassifierConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-    backbone: Literal["embed", "fasttext"] = "fasttext"
+    backbone: Literal["embed", "fasttext"] = "embed"
+    labels: str | None = None  # JSONL/Parquet file, glob or folder; default: <output_dir>/annotations
+    eval_labels: str | None = None  # held-out labels; default: a stratified 20 % of `labels`
+    text_key: str = "text"
+    score_key: str = "scores.score"  # dotted for nested fields; falls back to `score`
+    id_key: str = "id"
+    output: str | None = None  # default: <output_dir>/classifier
+    seed: int = 0
+    calibrate: bool = True  # fit integer-boundary cuts on out-of-fold training scores
+    calibration_folds: int = Field(5, ge=2)
+    learning_curve: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    # embed backbone (FineWeb-Edu: frozen encoder + linear regression head, lr 3e-4, 20 epochs, best macro-F1)
+    encoder: str = "all-MiniLM-L6-v2"  # the packaged MiniLM, or a local HF / sentence-transformers folder
+    max_tokens: int = Field(256, ge=8)
+    learning_rate: float = Field(3e-4, gt=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    dev_share: float = Field(0.15, gt=0, lt=1)
+    device: str = "auto"  # auto | cpu | cuda
+    embedding_cache: str | None = None  # default: <output_dir>/classifier/embeddings
+    # fasttext backbone
+    fasttext: FastTextConfig = Field(default_factory=FastTextConfig)
+    balance: Literal["oversample", "none"] = "oversample"
 
 
 class ScoreConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
     classifier: str | None = None  # default: <output_dir>/classifier
+    source: str | None = None  # folder of Parquet documents; default: the latest of <output_dir>/dedup, base
+    batch_size: int | None = None  # default: 64 on CPU, 512 on a GPU
+    device: str = "auto"  # auto | cpu | cuda
+    tasks: int | None = None  # default: executor.tasks
 
 
 class SubsetsConfig(Section):
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])
+    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])  # FineWeb-Edu: int_score >= 3 (and >= 2)
+    source: str | None = None  # default: <output_dir>/scored
+    tasks: int | None = None  # default: executor.tasks
 
 
 class AblationSource(Section):

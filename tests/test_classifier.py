@@ -15,8 +15,6 @@ from classifiers.model import ScoreCalibration
 from classifiers.saved import EduClassifier, int_scores
 from classifiers.train import TrainSettings, train
 
-# small fastText settings so the module runs in seconds; the defaults train ~5x longer for +0.05 Spearman
-QUICK_FASTTEXT = {"lr": 0.1, "epoch": 10, "dim": 32, "wordNgrams": 2, "minCount": 2, "bucket": 50_000}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,7 @@ def llama3(shared_data):
 @pytest.fixture(scope="module")
 def fasttext_model(llama3):
     train_set, _ = llama3
-    return train(train_set, TrainSettings(backbone="fasttext", fasttext=QUICK_FASTTEXT, calibration_folds=3))
+    return train(train_set, TrainSettings(backbone="fasttext", calibration_folds=3))
 
 
 def test_labels_read_the_nested_llama3_score(llama3):
@@ -63,7 +61,7 @@ def test_fasttext_ranks_held_out_documents_by_educational_value(fasttext_model, 
     _, val_set = llama3
     metrics = evaluate(classifier.predict(val_set.texts), val_set.scores)
     assert metrics["n"] == 998
-    assert metrics["spearman"] > 0.25, metrics  # 998 documents: p < 1e-15
+    assert metrics["spearman"] > 0.4, metrics  # measured 0.55; on 998 documents any rho > 0.2 has p < 1e-9
     # calibrated cuts, not argmax: the model does predict some educational documents, and finds some
     assert metrics["predicted_positives"] > 0 and metrics["recall"] > 0.2, metrics
     assert list(record["calibration"]) == sorted(record["calibration"])
