@@ -141,7 +141,9 @@ CONF
 )
 
 mkdir -p /etc/slurm
-if [ -e "$CONF" ] && ! grep -qF "$MARKER" "$CONF" && [ "${WINNOW_SLURM_FORCE_CONF:-0}" != 1 ]; then
+# ours, or the one written by the reference script this one grew from (../shared/reference/slurm/slurm-local-up.sh)
+if [ -e "$CONF" ] && ! grep -qE "^# managed-by: (winnow scripts/slurm-up.sh|slurm-local-up.sh)$" "$CONF" \
+   && [ "${WINNOW_SLURM_FORCE_CONF:-0}" != 1 ]; then
   die "$CONF exists and was not written by this script (WINNOW_SLURM_FORCE_CONF=1 replaces it)"
 fi
 if [ ! -e "$CONF" ] || [ "$(cat "$CONF")" != "$NEW_CONF" ]; then
