@@ -171,6 +171,9 @@ def _check_submittable(cfg: RunConfig, stage: str, steps: list[Step]) -> None:
         if not _JOB_NAME.fullmatch(job_name(cfg, stage, name)):
             raise ConfigError(f"{source}: name: {cfg.name!r} cannot be part of a Slurm job name "
                               "(letters, digits and _ . + - only)")
+    if cfg.executor.venv and not (Path(cfg.executor.venv) / "bin" / "activate").is_file():
+        raise ConfigError(f"{source}: executor.venv: {cfg.executor.venv} has no bin/activate (give the virtualenv's "
+                          "folder, as the compute nodes see it)")
     out = str(Path(cfg.output_dir).resolve())
     if not SAFE_PATH.fullmatch(out):
         raise ConfigError(f"{source}: output_dir: {out!r} would reach sbatch; use letters, digits and _ . / + @ , = - "

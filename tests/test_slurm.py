@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -166,6 +167,8 @@ def test_chained_stages_on_slurm_match_the_local_run(slurm_partition, shards, lo
     base_jobs, dedup_jobs = read_jobs(Path(cfg.output_dir) / "base"), read_jobs(Path(cfg.output_dir) / "dedup")
     assert dedup_jobs["upstream"] == [base_jobs["final_job"]]
     assert active_jobs(dedup_jobs), "launch waits for nothing: the jobs are still queued when it returns"
+    script = (Path(cfg.output_dir) / "base/logs/filter/launch_script.slurm").read_text()
+    assert f"source {Path(sys.prefix).resolve()}/bin/activate" in script  # the venv winnow runs from
 
     wait_for_stage(cfg, "base")
     wait_for_stage(cfg, "dedup")
@@ -311,6 +314,7 @@ def test_slurm_time_formats_are_accepted():
     ({"partition": "no_such_partition"}, "executor: Slurm refuses the job .*invalid partition"),
     # scripts/slurm-up.sh makes a partition "short" with a 5-minute limit
     ({"partition": "short", "time": "01:00:00"}, "executor.time: 01:00:00 is longer than the partition allows"),
+    ({"venv": "/no/such/venv"}, "executor.venv: /no/such/venv has no bin/activate"),
 ])
 def test_a_partition_or_time_the_cluster_refuses_is_one_clear_line(slurm_partition, shards, tmp_path, executor,
                                                                    error):
