@@ -2,8 +2,9 @@
 
     (1) stock   datatrove's published FineWeb example (examples/fineweb.py): its blocks and parameters, made to
                 run offline and nothing else (lid.176 read from disk, tldextract's bundled suffix list)
-    (2) ours    `winnow base` pipeline with trafilatura (same settings as FineWeb); also once with datatrove's
-                worker-process timeout instead of ours (in-process CPU-time limit), to show what that costs
+    (2) ours    `winnow base` pipeline with trafilatura (same settings as FineWeb) and its language pre-screen;
+                also without the pre-screen (trafilatura on every page, FineWeb-exact), and that once more with
+                datatrove's worker-process timeout instead of ours (in-process CPU-time limit)
     (3) ours    with the fast extractor(s) registered in blocks.extractors.EXTRACTORS (resiliparse, ...)
 
 Each runs as one datatrove task on one core (LocalPipelineExecutor, workers=1), end to end: reading the WARC,
@@ -68,13 +69,14 @@ def stock_fineweb_pipeline(inputs: str, pattern: str, out: Path, limit: int) -> 
     ]
 
 
-def our_pipeline(files: list[str], out: Path, extractor: str, limit: int, isolation: str | None = None) -> list:
+def our_pipeline(files: list[str], out: Path, extractor: str, limit: int, isolation: str | None = None,
+                 filters: dict | None = None) -> list:
     from pipelines.base import build_pipeline
     from pipelines.config import RunConfig
 
     cfg = RunConfig.model_validate({
         "name": "bench", "output_dir": str(out), "input": {"paths": files, "format": "warc", "limit": limit},
-        "executor": {"tasks": 1, "workers": 1}, "extract": {"extractor": extractor},
+        "executor": {"tasks": 1, "workers": 1}, "extract": {"extractor": extractor}, "filters": filters or {},
     })
     cfg.source_file = "bench"
     pipeline, roles = build_pipeline(cfg)
@@ -148,12 +150,16 @@ def main() -> int:
         runs = [run_once("(1) datatrove stock FineWeb", stock_fineweb_pipeline(inputs, "*.warc.gz", workdir / "stock",
                                                                                 limit), workdir / "stock",
                          workdir / "stock")]
-        ours = [(2, "trafilatura", None), (2, "trafilatura", "process")] + [(3, n, None) for n in (args.extractors.split(",") if args.extractors else
-                                                        [n for n in EXTRACTORS if n != "trafilatura"])]
-        for number, extractor, isolation in ours:
-            out = workdir / f"{extractor}-{isolation}"
-            label = f"({number}) winnow, {extractor}" + (" [worker process]" if isolation == "process" else "")
-            runs.append(run_once(label, our_pipeline(files, out, extractor, args.pages, isolation), out, out / "base"))
+        exact = {"language_prescreen": {"max_score": 0}}  # trafilatura on every page, as FineWeb
+        ours = [(2, "trafilatura", "", None, None),
+                (2, "trafilatura", " [no pre-screen]", None, exact),
+                (2, "trafilatura", " [no pre-screen, worker process]", "process", exact)]
+        ours += [(3, n, "", None, None) for n in (args.extractors.split(",") if args.extractors else
+                                                  [n for n in EXTRACTORS if n != "trafilatura"])]
+        for i, (number, extractor, variant, isolation, filters) in enumerate(ours):
+            out = workdir / f"{i}-{extractor}"
+            runs.append(run_once(f"({number}) winnow, {extractor}{variant}",
+                                 our_pipeline(files, out, extractor, args.pages, isolation, filters), out, out / "base"))
     records = all_record_ids(files, args.pages)
     reference = runs[0]
     rows = []
@@ -166,10 +172,10 @@ def main() -> int:
             "same_decision": same / len(records),
         })
     print(f"\nbase stage benchmark: {len(records)} pages from {len(files)} shard(s), one task on one core each\n")
-    print(f"{'pipeline':<46} {'kept':>5} {'docs/s/core':>11} {'× (1)':>6} {'wall docs/s':>11} {'× (1)':>6} "
+    print(f"{'pipeline':<54} {'kept':>5} {'docs/s/core':>11} {'× (1)':>6} {'wall docs/s':>11} {'× (1)':>6} "
           f"{'same decision as (1)':>21}")
     for r in rows:
-        print(f"{r['pipeline']:<46} {r['kept']:>5} {r['docs_per_cpu_s']:>11.1f} {r['cpu_ratio']:>6.2f} "
+        print(f"{r['pipeline']:<54} {r['kept']:>5} {r['docs_per_cpu_s']:>11.1f} {r['cpu_ratio']:>6.2f} "
               f"{r['docs_per_wall_s']:>11.1f} {r['wall_ratio']:>6.2f} {100 * r['same_decision']:>20.2f}%")
     print("\ndocs/s/core is on CPU time (process + children); wall is on the shared machine's clock.")
     if args.json:

@@ -19,6 +19,9 @@ from pipelines.executors import Step, launch, logging_dir, offline_environment
 
 STAGE = "base"
 STEP = "base"
+# extractors slow enough that a cheap language pre-screen pays (blocks.filters.LanguagePrescreen); turn it off
+# with filters.language_prescreen.max_score=0
+SLOW_EXTRACTORS = {"trafilatura"}
 
 
 def input_paths_file(cfg: RunConfig) -> tuple[str, str]:
@@ -71,6 +74,14 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
         return ExcludedParquetWriter(str(stage_dir / "removed" / name))
 
     def add_extractor():
+        prescreen = {**overrides.get("language_prescreen", {})}
+        if "languages" in overrides.get("language", {}):
+            prescreen.setdefault("languages", overrides["language"]["languages"])
+        wanted = "language_prescreen" in cfg.filters.enabled or (
+            cfg.extract.extractor in SLOW_EXTRACTORS and "language" in cfg.filters.enabled)
+        if wanted and prescreen.get("max_score", 1) > 0:
+            pipeline.append(build_filter("language_prescreen", prescreen, exclusion_writer=removed("language_prescreen")))
+            roles.append(("filter", "language_prescreen"))
         pipeline.append(build_extractor(cfg.extract.extractor, timeout=cfg.extract.timeout,
                                         favour_precision=cfg.extract.favour_precision,
                                         exclusion_writer=removed("extractor"),
@@ -83,6 +94,8 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
     if extract and "url" not in cfg.filters.enabled:
         add_extractor()
     for name in cfg.filters.enabled:
+        if name == "language_prescreen":  # placed by add_extractor, just before the extractor
+            continue
         pipeline.append(build_filter(name, overrides.get(name), exclusion_writer=removed(name),
                                      word_splitter=cfg.filters.word_splitter))
         roles.append(("filter", name))

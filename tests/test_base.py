@@ -38,7 +38,8 @@ def test_base_stage_writes_fineweb_parquet_removed_summary_and_funnel(tmp_path, 
     assert summary["read"] == summary["kept"] + total(summary["removed"]) + total(summary["failed"])
     # non-document records are counted, not read: requests, metadata, the WAT record, revisits, ARC header
     assert {"request", "metadata", "warcinfo", "revisit", "wat_metadata", "arc_filedesc"} <= set(summary["skipped"])
-    assert summary["removed"]["language"]["other_language"] > 0
+    assert summary["removed"]["language_prescreen"]["other_language"] > 0  # German pages never reach trafilatura
+    assert sum(summary["removed"]["language"].values()) > 0
     assert (stage / "funnel.png").stat().st_size > 10_000
 
     kept = [pq.read_table(f) for f in sorted(glob.glob(str(stage / "*.parquet")))]

@@ -66,6 +66,15 @@ def test_filter_overrides_reach_the_blocks(demo_like):
     assert [name for _, name in roles][:3] == ["reader", "url", "extractor"]  # FineWeb's order
 
 
+def test_language_prescreen_only_before_slow_extractors(demo_like):
+    def names(*sets):
+        return [name for _, name in build_pipeline(load_config(demo_like, list(sets)))[1]]
+
+    assert names()[:4] == ["reader", "url", "language_prescreen", "extractor"]  # trafilatura (default)
+    assert "language_prescreen" not in names("filters.language_prescreen.max_score=0")  # FineWeb-exact
+    assert "language_prescreen" not in names("extract.extractor=resiliparse")
+
+
 def test_fineweb_preset_is_the_default(demo_like):
     pipeline, roles = build_pipeline(load_config(demo_like))
     blocks = dict(zip([name for _, name in roles], pipeline))

@@ -13,11 +13,12 @@ from typing import Any
 from blocks.filters.c4 import C4Quality
 from blocks.filters.fineweb import FineWebQuality
 from blocks.filters.gopher import GopherQuality, GopherRepetition
-from blocks.filters.language import FastTextLanguageFilter, lid176_path
+from blocks.filters.language import FastTextLanguageFilter, LanguagePrescreen, lid176_path
 from blocks.filters.url import OfflineURLFilter
 
 FILTERS: dict[str, type] = {
     "url": OfflineURLFilter,
+    "language_prescreen": LanguagePrescreen,  # on the HTML, before a slow extractor; added by pipelines/base.py
     "language": FastTextLanguageFilter,
     "gopher_repetition": GopherRepetition,
     "gopher_quality": GopherQuality,
@@ -68,4 +69,4 @@ def build_filter(name: str, overrides: dict[str, Any] | None = None, exclusion_w
 
 
 __all__ = ["C4Quality", "FineWebQuality", "GopherQuality", "GopherRepetition", "FILTERS", "FINEWEB_PRESET", "FilterConfigError", "build_filter", "check_overrides", "filter_arguments",
-           "FastTextLanguageFilter", "OfflineURLFilter", "lid176_path"]
+           "FastTextLanguageFilter", "LanguagePrescreen", "OfflineURLFilter", "lid176_path"]
