@@ -14,6 +14,7 @@ other modules register their extractor with one line here.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import threading
 from typing import Callable
@@ -180,6 +181,7 @@ class ResiliparseExtractor(AccountedExtractor):
 EXTRACTORS: dict[str, Callable[..., AccountedExtractor]] = {
     "trafilatura": TrafilaturaExtractor,
     "resiliparse": ResiliparseExtractor,
+    "fast": lambda **kw: importlib.import_module("blocks.fast_extract").FastExtractor(**kw),  # imports this module
 }
 
 

@@ -27,7 +27,7 @@ from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
 # The reference every speed ratio is taken against: trafilatura as FineWeb runs it.
 REFERENCE = "trafilatura_precision"
-ALL = ["trafilatura_precision", "trafilatura", "resiliparse", "fast"]
+ALL = ["trafilatura_precision", "trafilatura", "resiliparse", "fast"]  # `--extractor all`
 
 
 @dataclass
@@ -126,27 +126,41 @@ def load_truth(path: str) -> list[tuple[str, dict]]:
     return [(url, entry) for url, entries in data.items() for entry in entries]
 
 
+def with_own_dedup_history(extract: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    """trafilatura's `deduplicate` remembers text segments across calls in one module-level LRU cache: two
+    trafilatura variants run interleaved on the same page would delete each other's text. Give each variant
+    its own cache, swapped in around its calls, so each sees only its own history (as in a FineWeb run)."""
+    import trafilatura.deduplication as dedup
+
+    own = dedup.LRUCache(maxsize=dedup.LRU_SIZE)
+
+    def extract_with_own_history(html: str) -> str | None:
+        shared, dedup.LRU_TEST = dedup.LRU_TEST, own
+        try:
+            return extract(html)
+        finally:
+            dedup.LRU_TEST = shared
+
+    return extract_with_own_history
+
+
 def extractors(names: list[str]) -> dict[str, Callable[[str], str | None]]:
-    """name → function(html str) → text, for the names asked."""
-    from datatrove.pipeline.extractors import Trafilatura
-    from resiliparse.extract.html2text import extract_plain_text
+    """name → function(html str) → text: the project's extractor blocks (blocks.extractors.EXTRACTORS) with
+    the settings the pipeline uses; "trafilatura_precision" is trafilatura as FineWeb runs it."""
+    from blocks.extractors import EXTRACTORS, build_extractor
 
-    from blocks.fast_extract import FastExtractor
+    def make(name: str) -> Callable[[str], str | None]:
+        if name == "trafilatura_precision":
+            return with_own_dedup_history(build_extractor("trafilatura", favour_precision=True).extract)
+        if name == "trafilatura":
+            return with_own_dedup_history(build_extractor("trafilatura", favour_precision=False).extract)
+        return build_extractor(name).extract
 
-    def resiliparse_main_content(html: str) -> str:
-        return extract_plain_text(html, main_content=True, alt_texts=False, comments=False)
-
-    known = {
-        # FineWeb: Trafilatura(favour_precision=True), deduplicate=True, include_comments=False
-        "trafilatura_precision": Trafilatura(favour_precision=True).extract,
-        "trafilatura": Trafilatura(favour_precision=False).extract,
-        "resiliparse": resiliparse_main_content,
-        "fast": FastExtractor().extract,
-    }
+    known = ["trafilatura_precision", *EXTRACTORS]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"winnow eval-extract: unknown extractor(s) {unknown}; known: {sorted(known)}")
-    return {n: known[n] for n in names}
+        raise SystemExit(f"winnow eval-extract: unknown extractor(s) {unknown}; known: {known}")
+    return {n: make(n) for n in names}
 
 
 def evaluate(pages: list[Page], truth: list[tuple[str, dict]],
