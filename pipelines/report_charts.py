@@ -17,9 +17,19 @@ def _pyplot():
     return plt
 
 
+def compact(value: float) -> str:
+    """1,234 → '1.2k', 2,460,849 → '2.46M': short labels that keep three significant digits."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
 def plot_funnel_tokens(rows: list[dict], path: Path, title: str) -> Path:
     """Two panels of horizontal bars, documents and tokens left after each row's step (a '–' where unknown)."""
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
     labels = [r["step"] for r in rows]
     colours = [KEPT_COLOUR if r["step"] == "base kept" else STAGE_COLOURS.get(r["stage"], "#937860") for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(rows) + 1.6), sharey=True)
@@ -29,23 +39,20 @@ def plot_funnel_tokens(rows: list[dict], path: Path, title: str) -> Path:
         top = max(values + [1])
         for bar, r in zip(bars, rows):
             value = r[key]
-            if value is None:
-                note = " – (before extraction)"
-            elif key == "tokens" and value >= 1_000_000:
-                note = f" {value / 1e6:,.1f} M"
-            else:
-                note = f" {value:,}"
+            note = " – (before extraction)" if value is None else f" {compact(value)}"
             ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, note, va="center", fontsize=8)
         ax.set_xlim(0, top * 1.35)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: compact(x)))
         ax.set_xlabel(unit)
         ax.grid(axis="x", alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].set_yticks(range(len(rows)), labels)
     axes[0].invert_yaxis()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in (STAGE_COLOURS["base"], KEPT_COLOUR,
-                                                              STAGE_COLOURS["dedup"], STAGE_COLOURS["subsets"])]
-    fig.legend(handles, ["after a base filter", "base output", "after dedup", "score subsets"], loc="lower center",
-               ncol=4, fontsize=8, frameon=False)
+    legend = [(STAGE_COLOURS["base"], "after a base filter"), (KEPT_COLOUR, "base output"),
+              (STAGE_COLOURS["dedup"], "after dedup"), (STAGE_COLOURS["subsets"], "score subsets")]
+    legend = [(c, label) for c, label in legend if c in colours]  # only the stages that ran
+    fig.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [label for _, label in legend],
+               loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=100)

@@ -2,7 +2,7 @@
 
 Only the Markdown the report writes is understood: `#`–`####` headings, pipe tables (`\\|` for a pipe inside
 a cell), fenced code, `![alt](file.png)` on its own line, `- ` and `1. ` lists, `> ` notes, `**bold**`,
-`` `code` ``, and raw `<details>` / `<summary>` lines (GitHub shows those the same way).
+`` `code` ``, and `<details [open]><summary>text</summary>` … `</details>` lines (GitHub shows those the same way).
 """
 
 from __future__ import annotations
@@ -22,15 +22,18 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
 th,td{border:1px solid #d0d7de;padding:4px 9px;text-align:right;vertical-align:top}
 th{background:#f3f5f7}tr:nth-child(even) td{background:#fafbfc}
 td:first-child,th:first-child{text-align:left}
-td.text{text-align:left;max-width:640px;font-size:.88em;color:#333;word-break:break-word}
+.left{text-align:left}td.text{text-align:left;max-width:640px;font-size:.88em;color:#333;word-break:break-word}
 pre{background:#f6f8fa;padding:.8em 1em;overflow-x:auto;font-size:.85em;border-radius:6px}
 code{background:#f0f2f4;padding:0 .25em;border-radius:3px;font-size:.92em}
 img{max-width:100%;border:1px solid #e4e7eb;border-radius:4px;margin:.4em 0}
 blockquote{margin:.8em 0;padding:.5em 1em;border-left:4px solid #bf8700;background:#fff8e5;color:#4d3800}
 blockquote.notrun{border-left-color:#8c959f;background:#f3f4f6;color:#57606a}
-nav ul{columns:2;font-size:.95em}details{margin:.6em 0}summary{cursor:pointer;color:#0969da}
+nav ul{columns:2;font-size:.95em}details{margin:.6em 0}summary{cursor:pointer;color:#0969da;font-weight:500}
 .lead{font-size:1.05em;color:#444}
 """
+
+
+NUMBER = re.compile(r"[\s*–+\-]*[\d.,]*\s*(%|s|k|M)?\s*(± [\d.,]+)?[\s*]*")  # "1,234", "19.2 %", "**0.81**", "–"
 
 
 def slug(text: str) -> str:
@@ -79,15 +82,25 @@ def markdown_to_html(text: str, folder: Path, title: str) -> str:
         if table is None:
             return
         header, rows = table[0], table[1:]
-        body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in header) + "</tr>")
+        # a column of numbers is right-aligned (the style's default), any other column left-aligned
+        texty = [any(not NUMBER.fullmatch(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
+        body.append("<table><tr>" + "".join(f"<th{' class=left' if texty[i] else ''}>{inline(c)}</th>"
+                                            for i, c in enumerate(header)) + "</tr>")
         for row in rows:
             cells = []
-            for c in row:
-                cls = ' class="text"' if len(c) > 80 else ""
+            for i, c in enumerate(row):
+                cls = ' class="text"' if len(c) > 80 else ' class="left"' if i < len(texty) and texty[i] else ""
                 cells.append(f"<td{cls}>{inline(c)}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         body.append("</table>")
         table = None
+
+    paragraph: list[str] = []  # consecutive text lines form one paragraph
+
+    def close_paragraph():
+        if paragraph:
+            body.append(f"<p>{inline(' '.join(paragraph))}</p>")
+            paragraph.clear()
 
     def close_list():
         nonlocal listing
@@ -96,6 +109,9 @@ def markdown_to_html(text: str, folder: Path, title: str) -> str:
             listing = None
 
     for line in text.splitlines():
+        stripped = line.strip()
+        if code is None and (not stripped or re.match(r"^(\||```|#{1,4} |!\[|>|<|- |\d+\. )", stripped)):
+            close_paragraph()
         if code is not None:
             if line.startswith("```"):
                 body.append("<pre>" + html.escape("\n".join(code)) + "</pre>")
@@ -111,7 +127,6 @@ def markdown_to_html(text: str, folder: Path, title: str) -> str:
             table = (table or []) + [cells]
             continue
         close_table()
-        stripped = line.strip()
         list_item = re.match(r"^(- |\d+\. )(.*)", stripped)
         if list_item:
             kind = "ul" if list_item.group(1) == "- " else "ol"
@@ -133,10 +148,13 @@ def markdown_to_html(text: str, folder: Path, title: str) -> str:
             words = stripped.lstrip("> ")
             cls = ' class="notrun"' if words.startswith("**Not run") else ""
             body.append(f"<blockquote{cls}>{inline(words)}</blockquote>")
-        elif re.match(r"^</?(details|summary)\b", stripped):
-            body.append(stripped)  # the report's own tags, around its own escaped text
+        elif summary := re.match(r"^<details( open)?><summary>(.*)</summary>$", stripped):
+            body.append(f"<details{summary.group(1) or ''}><summary>{inline(summary.group(2))}</summary>")
+        elif stripped == "</details>":
+            body.append(stripped)
         elif stripped:
-            body.append(f"<p>{inline(stripped)}</p>")
+            paragraph.append(stripped)
+    close_paragraph()
     close_table()
     close_list()
     if code is not None:

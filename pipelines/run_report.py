@@ -44,8 +44,9 @@ def read_json(path: Path) -> dict | None:
 
 
 def not_run(stage: str, cfg: RunConfig, what: str = "summary.json") -> str:
-    return (f"> **Not run.** No `{cfg.stage_dir(stage) / what}`: the {stage} stage has not run in this folder "
-            f"(`{STAGE_COMMANDS.get(stage, 'make ' + stage)}`).")
+    command = STAGE_COMMANDS.get(stage, f"make {stage}")
+    return (f"> **Not run.** No `{cfg.stage_dir(stage) / what}`: the {command.split()[-1]} stage has not run in "
+            f"this folder (`{command}`).")
 
 
 def parquet_rows(folder: Path, columns: list[str], limit: int | None = None):
@@ -180,6 +181,17 @@ def _n(value) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+def headline(rows: list[dict]) -> list[str]:
+    """The funnel in one line: records read, then each stage's output with its share and tokens."""
+    read = rows[0]["documents"] or 1
+    parts = [f"{read:,} records read"]
+    for r in rows:
+        if r["step"] == "base kept" or r["stage"] != "base":
+            tokens = f", {r['tokens']:,} tokens" if r["tokens"] is not None else ""
+            parts.append(f"{r['step']}: {r['documents']:,} ({100 * r['documents'] / read:.1f} %{tokens})")
+    return parts
+
+
 def funnel_section(report: Report, cfg: RunConfig) -> None:
     report.add("## Funnel", "")
     rows = funnel_table(cfg)
@@ -193,6 +205,7 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
                "steps before extraction have none." + (" Removed tokens past the first "
                f"{MAX_TOKENIZED:,} documents of a filter are extrapolated." if any(r["estimated"] for r in rows)
                else ""), "")
+    report.add("**" + " → ".join(headline(rows)) + "**", "")
     report.image(report.out_dir / "funnel.png", "funnel.png", "funnel")
     report.add("| step | documents | removed here | tokens | documents left |", "|---|---:|---:|---:|---:|")
     first = rows[0]["documents"] or 1
@@ -204,14 +217,14 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
     failed = sum(summary.get("failed", {}).values())
     report.add(f"Records that are not documents were skipped ({skipped or 'none'}); {failed:,} documents failed "
                f"(extraction timeouts or errors, in `base/failed/`). read = kept + removed + failed holds.", "")
-    report.add("### Why documents were removed", "", "A few removed documents per filter (open a line), from "
+    report.add("### Why documents were removed", "", "A few removed documents per filter, from "
                f"`{cfg.stage_dir('base') / 'removed'}/<filter>/`, where every removed document is kept with its reason.", "")
     names = [s["step"] for s in summary["funnel"]]
     steps_before_extraction = set(names[:names.index("extractor") + 1]) if "extractor" in names else set()
     for name, reasons in summary.get("removed", {}).items():
         total = sum(reasons.values())
         reason_list = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        report.add(f"<details><summary>{name}: {total:,} removed ({reason_list})</summary>", "")
+        report.add(f"<details open><summary>{name}: {total:,} removed ({reason_list})</summary>", "")
         examples = removed_examples(cfg.stage_dir("base") / "removed" / name)
         before_extraction = name in steps_before_extraction
         if examples:
@@ -236,21 +249,37 @@ def jaccard_5grams(a: str, b: str) -> float:
     return len(ga & gb) / len(ga | gb) if ga | gb else 1.0
 
 
+def first_difference(a: str, b: str) -> int:
+    """Where two texts start to differ, backed up 120 characters (to a word start) so the reader sees context."""
+    same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, same - 120)
+    return 0 if start == 0 else (a.find(" ", start) + 1 or start)
+
+
+def excerpt_from(text: str, start: int) -> str:
+    return ("… " if start else "") + one_line(text[start:], 600)
+
+
 def near_duplicate_pair(dedup_dir: Path) -> tuple[dict, dict] | None:
-    """The first MinHash-removed document whose text differs from its kept twin, and that twin."""
+    """A MinHash-removed document whose text differs from its kept twin, and that twin. Only the id column of
+    the kept files is scanned (a dump's dedup output is large); text is read from the file holding a twin."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    for removed in parquet_rows(dedup_dir / "removed" / "minhash_duplicate",
-                                ["id", "url", "text", "duplicate_of", "minhash_cluster_size"], 200):
-        for path in sorted(dedup_dir.glob("*.parquet")):
-            table = pq.read_table(path, columns=["id", "url", "text"])
-            match = table.filter(pc.equal(table.column("id"), removed["duplicate_of"]))
-            if match.num_rows:
-                kept = match.to_pylist()[0]
-                if kept["text"] != removed["text"]:
-                    return removed, kept
-                break
+    removed = {r["duplicate_of"]: r for r in parquet_rows(dedup_dir / "removed" / "minhash_duplicate",
+                                                          ["id", "url", "text", "duplicate_of",
+                                                           "minhash_cluster_size"], 50) if r.get("duplicate_of")}
+    if not removed:
+        return None
+    wanted = pa.array(list(removed))
+    for path in sorted(dedup_dir.glob("*.parquet")):
+        mask = pc.is_in(pq.read_table(path, columns=["id"]).column("id"), value_set=wanted)
+        if not pc.any(mask).as_py():
+            continue
+        for kept in pq.read_table(path, columns=["id", "url", "text"]).filter(mask).to_pylist():
+            if kept["text"] != removed[kept["id"]]["text"]:
+                return removed[kept["id"]], kept
     return None
 
 
@@ -280,11 +309,14 @@ def dedup_section(report: Report, cfg: RunConfig) -> None:
     pair = near_duplicate_pair(dedup_dir)
     if pair:
         gone, kept = pair
+        start = first_difference(gone["text"], kept["text"])
+        where = "from the start" if start == 0 else f"from just before the first difference, at character {start:,}"
         report.add(f"An example near-duplicate pair (cluster of {gone.get('minhash_cluster_size')}, word 5-gram "
-                   f"Jaccard {jaccard_5grams(gone['text'], kept['text']):.2f}):", "",
+                   f"Jaccard {jaccard_5grams(gone['text'], kept['text']):.2f}); the texts are shown {where}:", "",
                    "| | removed | kept |", "|---|---|---|",
-                   f"| url | {one_line(gone.get('url'), 80)} | {one_line(kept.get('url'), 80)} |",
-                   f"| text | {one_line(gone['text'], 600)} | {one_line(kept['text'], 600)} |", "")
+                   f"| url | {one_line(gone.get('url'), 90)} | {one_line(kept.get('url'), 90)} |",
+                   f"| characters | {len(gone['text']):,} | {len(kept['text']):,} |",
+                   f"| text | {excerpt_from(gone['text'], start)} | {excerpt_from(kept['text'], start)} |", "")
     else:
         report.add("No MinHash near-duplicate pair to show (none removed, or only exact copies).", "")
 
@@ -326,7 +358,7 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
         report.add(not_run("scored", cfg), "")
     else:
         unscorable = sum(scored.get("removed", {}).get("unscorable", {}).values())
-        histogram = ", ".join(f"{k}: {v:,}" for k, v in scored.get("int_score_histogram", {}).items())
+        histogram = ", ".join(f"{k}: {v:,}" for k, v in scored.get("int_score_histogram", {}).items()) or "empty"
         report.add(f"{scored['kept']:,} of {scored['read']:,} documents scored ({unscorable:,} unscorable). "
                    f"int_score histogram: {histogram}.", "")
         if (cfg.stage_dir("scored") / "score_histogram.png").is_file():
@@ -390,8 +422,9 @@ def run_section(report: Report, cfg: RunConfig) -> None:
         for stage, seconds in timings.items():
             report.add(f"| {stage} | {seconds:,.0f} s |")
         report.add(f"| **total** | **{sum(timings.values()):,.0f} s** |", "")
-    report.add("### Configuration", "", f"`{cfg.source_file}`, with every default filled in:", "", "```yaml",
-               yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110).rstrip(), "```", "")
+    config = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110).rstrip()
+    report.add("### Configuration", "", f"<details><summary>`{cfg.source_file}` with every default filled in "
+               f"({len(config.splitlines())} lines)</summary>", "", "```yaml", config, "```", "", "</details>", "")
     report.add("### Versions", "", "| package | version |", "|---|---|")
     for name, version in versions().items():
         report.add(f"| {name} | {version} |")

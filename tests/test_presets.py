@@ -30,9 +30,9 @@ def test_every_stage_builds_from_the_cluster_preset(tmp_path, shared_data):
     cfg = cluster_preset(tmp_path, shared_data)
 
     pipeline, roles = base.build_pipeline(cfg)
-    assert [name for _, name in roles] == ["reader", "url", "extractor", "language", "gopher_repetition",
-                                           "gopher_quality", "c4_quality", "fineweb_quality", "pii", "token_count",
-                                           "writer"]
+    fineweb_order = ["reader", "url", "extractor", "language", "gopher_repetition", "gopher_quality", "c4_quality",
+                     "fineweb_quality", "pii", "token_count", "writer"]
+    assert [name for _, name in roles if name in fineweb_order] == fineweb_order  # FineWeb's blocks, in its order
     assert len(pipeline) == len(roles)
 
     steps = {s.name: s.tasks for s in dedup.build_steps(cfg)}
@@ -93,7 +93,7 @@ def test_demo_preset_builds_every_stage(tmp_path, shared_data):
     cfg = load_config("configs/demo.yaml", [f"output_dir={tmp_path / 'run'}"])
     assert cfg.executor.kind == "local" and cfg.input.files()
     pipeline, roles = base.build_pipeline(cfg)
-    assert roles[2] == ("extractor", "extractor")
+    assert ("extractor", "extractor") in roles and roles[-1] == ("writer", "writer")
     assert {s.name for s in dedup.build_steps(cfg)} >= {"signatures", "clusters", "filter"}
     runner = annotate.build_runner(cfg, annotate.annotations_dir(cfg))
     assert runner.config.max_concurrent_documents == 1  # the embedded server answers one request at a time
