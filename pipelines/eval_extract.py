@@ -44,6 +44,7 @@ class Score:
     extractor: str
     docs: int = 0
     cpu_seconds: float = 0.0
+    entries: int = 0  # ground-truth entries scored (those whose page was read)
     errors: int = 0
     empty: int = 0
     tp: int = 0
@@ -173,11 +174,10 @@ def evaluate(pages: list[Page], truth: list[tuple[str, dict]],
     entries_of: dict[int, list[dict]] = {}
     for url, entry in truth:
         i = by_id.get(entry.get("warc_record_id", ""), by_url.get(url))
-        if i is None:
-            raise SystemExit(f"winnow eval-extract: no page for ground-truth URL {url}")
-        entries_of.setdefault(i, []).append(entry)
+        if i is not None:  # entries whose page is not among `pages` (a --pages subset) are not scored
+            entries_of.setdefault(i, []).append(entry)
 
-    scores = {name: Score(name) for name in named}
+    scores = {name: Score(name, entries=sum(map(len, entries_of.values()))) for name in named}
     for i, page in enumerate(pages):
         for name, extract in named.items():
             score = scores[name]
@@ -207,7 +207,7 @@ def table(scores: dict[str, Score]) -> list[dict]:
             "docs_per_cpu_s": round(s.docs_per_cpu_second, 1), "speed_vs_trafilatura_precision": round(ratio, 2),
             "with_found": round(s.recall, 3), "without_absent": round(s.without_absent, 3),
             "precision": round(s.precision, 3), "recall": round(s.recall, 3), "f1": round(s.f1, 3),
-            "accuracy": round(s.accuracy, 3), "errors": s.errors, "empty": s.empty,
+            "accuracy": round(s.accuracy, 3), "entries": s.entries, "errors": s.errors, "empty": s.empty,
             "counts": {k: v for k, v in asdict(s).items() if k in ("tp", "fn", "fp", "tn")},
         })
     return rows
@@ -232,8 +232,9 @@ def main(args) -> int:
     if not pages:
         raise SystemExit(f"winnow eval-extract: no WARC response records match {args.pages}")
     truth = load_truth(args.truth)
-    print(f"winnow eval-extract: {len(pages)} pages, {len(truth)} ground-truth entries, extractors {names}")
+    print(f"winnow eval-extract: {len(pages)} pages, extractors {names}")
     rows = table(evaluate(pages, truth, named))
+    print(f"winnow eval-extract: {rows[0]['entries']} of {len(truth)} ground-truth entries have their page here")
     print_table(rows)
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
