@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
@@ -36,11 +37,16 @@ ARC_ID_NAMESPACE = uuid.UUID("6f1d3a5e-2b7c-4f00-9a77-1c6b0f0c2a10")  # ids for 
 
 @dataclass
 class Member:
-    """One gzip member (or the whole of an uncompressed file): its decompressed bytes, or what went wrong."""
+    """One gzip member (or an uncompressed file): its decompressed bytes, or what went wrong.
+
+    A member larger than the record cap (a whole file gzipped as one stream, or one huge record) is written to
+    `spool`, a temporary file parsed record by record; `data` then holds only its head.
+    """
 
     data: bytes
     offset: int
-    problem: str | None = None  # truncated_gzip | corrupt_gzip | garbage_bytes | record_too_large
+    problem: str | None = None  # truncated_gzip | corrupt_gzip | garbage_bytes | not_an_archive
+    spool: BinaryIO | None = None
 
 
 def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
@@ -74,7 +80,7 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
             continue
         member_start, raw = base + pos, bytearray()  # raw: this member's bytes, to resync after corruption
         inflater = zlib.decompressobj(31)
-        parts, size, problem = [], 0, None
+        parts, size, problem, spool = [], 0, None, None
         while True:
             if pos >= len(data) and not refill():
                 problem = "truncated_gzip"
@@ -88,8 +94,11 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
                 problem = "corrupt_gzip"
                 break
             size += len(out)
-            if size > max_bytes:
-                problem, parts = "record_too_large", parts[:1]  # keep the head: it names the record
+            if spool is None and size > max_bytes:  # too big for memory: continue on disk
+                spool = tempfile.TemporaryFile()
+                spool.writelines(parts)
+            if spool is not None:
+                spool.write(out)
             elif out:
                 parts.append(out)
             if inflater.eof:
@@ -104,7 +113,14 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
                 data, base, pos = bytes(raw[nxt:]) + data[pos + len(piece):], member_start + nxt, 0
             else:
                 pos += len(piece)
-        yield Member(b"".join(parts), member_start, problem)
+        if spool is not None:
+            spool.seek(0)
+            parts = [spool.read(8192)]  # the head names the record
+        try:
+            yield Member(b"".join(parts), member_start, problem, spool)
+        finally:
+            if spool is not None:
+                spool.close()
         if problem == "truncated_gzip":
             return
 
@@ -184,8 +200,13 @@ class WebArchiveReader(BaseDiskReader):
                 yield from self._read_member(member, filepath)
 
     def _plain_file(self, f) -> Member:
-        data = f.read()
-        return Member(data, 0, None if data.lstrip()[:5] in (b"WARC/", b"filed") else "not_an_archive")
+        head = f.read(4096)
+        f.seek(0)
+        if head.lstrip().startswith(b"WARC/"):
+            return Member(head, 0, None, spool=f)  # parsed as a stream, never loaded whole
+        if head.lstrip().startswith(b"filedesc://"):
+            return Member(f.read(), 0)
+        return Member(head, 0, "not_an_archive")
 
     def _read_member(self, member: Member, filepath: str) -> DocumentsPipeline:
         data = member.data
@@ -201,22 +222,27 @@ class WebArchiveReader(BaseDiskReader):
             self.stat_update(f"{'failed' if is_document else 'skipped'}_{member.problem}")
             logger.warning(f"{filepath} @ byte {member.offset}: {member.problem} ({kind or 'unknown'} record)")
             return
-        if data.startswith(b"WARC/"):
-            yield from self._warc_records(data, filepath, member.offset)
+        if data.lstrip().startswith(b"WARC/"):
+            yield from self._warc_records(member.spool or data, filepath, member.offset)
         elif self._looks_like_arc(data):
+            if member.spool is not None:
+                member.spool.seek(0)
+                data = member.spool.read()
             yield from self._arc_records(data, filepath, member.offset)
         else:
             self.stat_update("skipped_not_an_archive")
             logger.warning(f"{filepath} @ byte {member.offset}: neither WARC nor ARC data, skipped")
 
     # -- WARC ----------------------------------------------------------------------------------------
-    def _warc_records(self, data: bytes, filepath: str, offset: int) -> DocumentsPipeline:
+    def _warc_records(self, source: bytes | BinaryIO, filepath: str, offset: int) -> DocumentsPipeline:
         from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
         n_seen = 0
         for auto_decode in ("all", "none"):  # a broken Content-Encoding: fall back to the raw body
             try:
-                records = ArchiveIterator(io.BytesIO(data), record_types=WarcRecordType.any_type, parse_http=True,
+                stream.seek(0)
+                records = ArchiveIterator(stream, record_types=WarcRecordType.any_type, parse_http=True,
                                           quirks_mode=True, auto_decode=auto_decode, max_content_length=None)
                 for i, record in enumerate(records):
                     if i < n_seen:
@@ -235,6 +261,11 @@ class WebArchiveReader(BaseDiskReader):
 
         kind = record.record_type
         headers = record.headers
+        if kind in (WarcRecordType.response, WarcRecordType.conversion) and record.content_length > self.max_record_bytes:
+            self.stat_update("failed_record_too_large")  # its payload is never read into memory
+            logger.warning(f"{filepath} @ byte {offset}: {record.content_length} byte record "
+                           f"{headers.get('WARC-Target-URI')} exceeds max_record_bytes, counted failed")
+            return None
         if kind == WarcRecordType.conversion:  # WET: text already extracted by Common Crawl
             text, how = decode_payload(record.reader.read(), "utf-8")
             self.stat_update(f"decoded_{how}")

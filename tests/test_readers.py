@@ -144,3 +144,13 @@ def test_empty_and_non_warc_files_are_skipped_with_a_reason(tmp_path, shared_dat
     assert docs == [] and failed == 0
     assert counters["skipped_empty_file"] == 1
     assert counters["skipped_not_an_archive"] == 2
+
+
+def test_a_whole_shard_gzipped_as_one_stream_is_read_record_by_record(shared_data, tmp_path):
+    raw = gzip.decompress((shared_data / "warc" / "pages" / "pages-00001.warc.gz").read_bytes())
+    assert len(raw) > 10 * 2**20  # larger than the per-record cap: streamed from disk, not refused
+    (tmp_path / "one-stream.warc.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    (tmp_path / "plain.warc").write_bytes(raw)
+    for name in ("one-stream.warc.gz", "plain.warc"):
+        docs, counters, failed = read(tmp_path, name)
+        assert len(docs) == 250 and failed == 0 and counters["skipped_warcinfo"] == 1, name
