@@ -10,13 +10,11 @@ Every section reads what its stage left in the run folder and says "not run" whe
     noise bands), written to report/ablations/ and included here.
   - The run: wall time per stage (timings.json), the exact config, package versions.
 
-Removed documents carry no token_count (they leave before the counter), so the report counts their tokens
-with the same GPT-2 tokenizer, on at most MAX_TOKENIZED documents per filter (extrapolated beyond).
+What is read from the run folder, and how, is in pipelines/report_data.py; the page is pipelines/report_page.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -25,11 +23,10 @@ from pathlib import Path
 
 from pipelines.config import ConfigError, RunConfig
 from pipelines.report_charts import plot_funnel_tokens
+from pipelines.report_data import (MAX_TOKENIZED, first_difference, funnel_table, jaccard_5grams,
+                                   near_duplicate_pair, one_line, page_excerpt, read_json, removed_examples)
 from pipelines.report_page import markdown_to_html
 
-MAX_TOKENIZED = 20_000  # removed documents tokenized per filter; more are extrapolated from these
-EXAMPLES_PER_FILTER = 3
-EXAMPLE_CHARS = 280
 STAGE_COMMANDS = {"base": "make base", "dedup": "make dedup", "annotations": "make annotate",
                   "classifier": "make classifier", "scored": "make score", "subsets": "make subsets",
                   "ablations": "make ablate"}
@@ -38,91 +35,13 @@ PACKAGES = ["datatrove", "trafilatura", "resiliparse", "fastwarc", "fast-langdet
             "pyarrow", "numpy", "matplotlib", "pydantic"]
 
 
-# ---- reading the run folder ---------------------------------------------------------------------------------
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
+# ---- sections -------------------------------------------------------------------------------------------------
 def not_run(stage: str, cfg: RunConfig, what: str = "summary.json") -> str:
     command = STAGE_COMMANDS.get(stage, f"make {stage}")
     return (f"> **Not run.** No `{cfg.stage_dir(stage) / what}`: the {command.split()[-1]} stage has not run in "
             f"this folder (`{command}`).")
 
 
-def parquet_rows(folder: Path, columns: list[str], limit: int | None = None):
-    """Rows (dicts of `columns`) of folder/*.parquet in file order, stopping after `limit`."""
-    import pyarrow.parquet as pq
-
-    seen = 0
-    for path in sorted(folder.glob("*.parquet")):
-        parquet = pq.ParquetFile(path)
-        wanted = [c for c in columns if c in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=512, columns=wanted):
-            for row in batch.to_pylist():
-                yield row
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-
-
-def column_sum(folder: Path, column: str) -> int | None:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        return None
-    total = 0
-    for path in files:
-        if column not in pq.ParquetFile(path).schema_arrow.names:
-            return None
-        total += pc.sum(pq.read_table(path, columns=[column]).column(column)).as_py() or 0
-    return total
-
-
-def removed_tokens(folder: Path, documents: int, tokenizer) -> tuple[int, bool]:
-    """GPT-2 tokens of the removed documents in folder (extrapolated past MAX_TOKENIZED); (tokens, estimated)."""
-    texts = [r.get("text") or "" for r in parquet_rows(folder, ["text"], MAX_TOKENIZED)]
-    if not texts:
-        return 0, False
-    counted = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
-    if documents > len(texts):
-        return round(counted * documents / len(texts)), True
-    return counted, False
-
-
-def one_line(text: str | None, chars: int = EXAMPLE_CHARS) -> str:
-    """A cell-safe excerpt: whitespace collapsed, pipes escaped, cut at `chars`."""
-    text = re.sub(r"\s+", " ", text or "").strip()
-    if len(text) > chars:
-        text = text[:chars].rstrip() + " …"
-    return text.replace("|", "\\|") or "(empty)"
-
-
-def page_excerpt(text: str | None) -> str:
-    """What a reader can tell from a page removed before extraction: its <title> and size, not its markup."""
-    text = text or ""
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    size = f"HTML page, {len(text.encode('utf-8', 'replace')) / 1024:,.0f} kB"
-    return f"({size}) title: {one_line(title.group(1), 120)}" if title else f"({size}, no title)"
-
-
-def removed_examples(folder: Path, n: int = EXAMPLES_PER_FILTER) -> list[dict]:
-    """Up to n removed documents, one per distinct reason first, scanning at most a few thousand rows."""
-    chosen, reasons = [], set()
-    spare = []
-    for row in parquet_rows(folder, ["url", "text", "filter_reason", "language"], 3000):
-        if row.get("filter_reason") not in reasons:
-            reasons.add(row.get("filter_reason"))
-            chosen.append(row)
-        elif len(spare) < n:
-            spare.append(row)
-        if len(chosen) >= n:
-            break
-    return (chosen + spare)[:n]
-
-
-# ---- sections -------------------------------------------------------------------------------------------------
 class Report:
     """Markdown lines plus the images they reference, copied next to report.md."""
 
@@ -138,45 +57,6 @@ class Report:
         self.add(f"![{alt}]({name})", "")
 
 
-def funnel_table(cfg: RunConfig) -> list[dict] | None:
-    """Rows {step, stage, documents, tokens, removed, estimated}: base steps, base kept, dedup, subsets."""
-    from blocks.formatters import gpt2_tokenizer
-
-    base_dir = cfg.stage_dir("base")
-    summary = read_json(base_dir / "summary.json")
-    if summary is None or "funnel" not in summary:
-        return None
-    steps = summary["funnel"]
-    kept_tokens = column_sum(base_dir, "token_count") or 0
-    # tokens exist once text has been extracted: from the extractor's row on (every row for JSONL/Parquet input)
-    names = [s["step"] for s in steps]
-    start = names.index("extractor") if "extractor" in names else 0
-    tokenizer = gpt2_tokenizer()
-    removed_at, estimated = {}, False  # step index → tokens that step removed
-    for j in range(start + 1, len(steps)):
-        removed_at[j], guessed = removed_tokens(base_dir / "removed" / names[j], steps[j].get("removed", 0), tokenizer)
-        estimated = estimated or guessed
-    rows = []
-    for i, step in enumerate(steps):
-        tokens = kept_tokens + sum(v for j, v in removed_at.items() if j > i) if i >= start else None
-        rows.append({"step": step["step"], "stage": "base", "documents": step["documents"], "tokens": tokens,
-                     "removed": step.get("removed", 0) + step.get("failed", 0), "estimated": estimated})
-    rows.append({"step": "base kept", "stage": "base", "documents": summary["kept"], "tokens": kept_tokens,
-                 "removed": 0, "estimated": False})
-    dedup = read_json(cfg.stage_dir("dedup") / "summary.json")
-    if dedup:
-        rows.append({"step": "dedup kept", "stage": "dedup", "documents": dedup["kept"],
-                     "tokens": column_sum(cfg.stage_dir("dedup"), "token_count"),
-                     "removed": dedup["read"] - dedup["kept"], "estimated": False})
-    subsets = read_json(cfg.stage_dir("subsets") / "summary.json")
-    if subsets:
-        for name, s in subsets["subsets"].items():
-            label = "scored (all)" if name == "all" else f"{name} (int_score ≥ {s['int_score_at_least']})"
-            rows.append({"step": label, "stage": "subsets", "documents": s["documents"], "tokens": s["tokens"],
-                         "removed": None, "estimated": False})
-    return rows
-
-
 def _n(value) -> str:
     return "–" if value is None else f"{value:,}"
 
@@ -188,7 +68,7 @@ def headline(rows: list[dict]) -> list[str]:
     for r in rows:
         if r["step"] == "base kept" or r["stage"] != "base":
             tokens = f", {r['tokens']:,} tokens" if r["tokens"] is not None else ""
-            parts.append(f"{r['step']}: {r['documents']:,} ({100 * r['documents'] / read:.1f} %{tokens})")
+            parts.append(f"{r['step'].split(' (')[0]}: {r['documents']:,} ({100 * r['documents'] / read:.1f} %{tokens})")
     return parts
 
 
@@ -240,47 +120,8 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
         report.add("", "</details>", "")
 
 
-def jaccard_5grams(a: str, b: str) -> float:
-    def grams(text):
-        words = text.split()
-        return {" ".join(words[i:i + 5]) for i in range(max(1, len(words) - 4))}
-
-    ga, gb = grams(a), grams(b)
-    return len(ga & gb) / len(ga | gb) if ga | gb else 1.0
-
-
-def first_difference(a: str, b: str) -> int:
-    """Where two texts start to differ, backed up 120 characters (to a word start) so the reader sees context."""
-    same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    start = max(0, same - 120)
-    return 0 if start == 0 else (a.find(" ", start) + 1 or start)
-
-
 def excerpt_from(text: str, start: int) -> str:
     return ("… " if start else "") + one_line(text[start:], 600)
-
-
-def near_duplicate_pair(dedup_dir: Path) -> tuple[dict, dict] | None:
-    """A MinHash-removed document whose text differs from its kept twin, and that twin. Only the id column of
-    the kept files is scanned (a dump's dedup output is large); text is read from the file holding a twin."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    removed = {r["duplicate_of"]: r for r in parquet_rows(dedup_dir / "removed" / "minhash_duplicate",
-                                                          ["id", "url", "text", "duplicate_of",
-                                                           "minhash_cluster_size"], 50) if r.get("duplicate_of")}
-    if not removed:
-        return None
-    wanted = pa.array(list(removed))
-    for path in sorted(dedup_dir.glob("*.parquet")):
-        mask = pc.is_in(pq.read_table(path, columns=["id"]).column("id"), value_set=wanted)
-        if not pc.any(mask).as_py():
-            continue
-        for kept in pq.read_table(path, columns=["id", "url", "text"]).filter(mask).to_pylist():
-            if kept["text"] != removed[kept["id"]]["text"]:
-                return removed[kept["id"]], kept
-    return None
 
 
 def dedup_section(report: Report, cfg: RunConfig) -> None:
@@ -472,7 +313,13 @@ def write_run_report(cfg: RunConfig, out_dir: Path | None = None) -> Path:
                "Contents: " + " · ".join(f"[{title}](#{title.lower().replace(' ', '-')})" for title, _ in SECTIONS),
                "")
     for title, section in SECTIONS:
-        section(report, cfg)
+        mark = len(report.lines)
+        try:
+            section(report, cfg)
+        except Exception as e:  # one unreadable output must not cost the whole report; the page says what failed
+            del report.lines[mark:]
+            report.add(f"## {title}", "", f"> **Could not be written:** {type(e).__name__}: {one_line(str(e), 300)}", "")
+            print(f"winnow report: section {title!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
     text = "\n".join(report.lines).rstrip() + "\n"
     (out_dir / "report.md").write_text(text)
     (out_dir / "index.html").write_text(markdown_to_html(text, out_dir, f"winnow run report: {cfg.name}"))

@@ -87,3 +87,16 @@ def test_report_after_dedup_and_through_the_report_command(small_run):
     # the config shown is the run's, every default filled in
     assert "extractor: resiliparse" in md and "favour_precision: true" in md
     assert "| datatrove | 0.10.1 |" in md
+
+
+@pytest.mark.slow
+def test_an_unreadable_stage_output_costs_only_its_section(small_run, tmp_path):
+    import shutil
+
+    cfg = small_run.model_copy(update={"output_dir": str(tmp_path / "run")})
+    shutil.copytree(small_run.stage_dir("base"), cfg.stage_dir("base"))
+    cfg.stage_dir("dedup").mkdir()
+    (cfg.stage_dir("dedup") / "summary.json").write_text('{"read": 285, "kept"')  # cut off mid-write
+    md = (write_run_report(cfg) / "report.md").read_text()
+    assert "## Deduplication\n\n> **Could not be written:** JSONDecodeError" in md
+    assert "| base kept |" in md and "### Versions" in md  # the other sections are all there
