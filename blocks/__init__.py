@@ -13,6 +13,7 @@ _EXPORTS = {
     "build_filter": "blocks.filters",
     "OfflineURLFilter": "blocks.filters",
     "FastTextLanguageFilter": "blocks.filters",
+    "LanguagePrescreen": "blocks.filters",
     "GopherRepetition": "blocks.filters",
     "GopherQuality": "blocks.filters",
     "C4Quality": "blocks.filters",
