@@ -111,7 +111,7 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
             report.add("| reason | url | " + ("page" if before_extraction else "text (start)") + " |", "|---|---|---|")
             for e in examples:
                 reason = e.get("filter_reason") or ""
-                if name == "language" and e.get("language"):
+                if name.startswith("language") and e.get("language"):
                     reason += f" ({e['language']})"
                 text = page_excerpt(e.get("text")) if before_extraction else one_line(e.get("text"))
                 report.add(f"| {reason} | {one_line(e.get('url'), 70)} | {text} |")
