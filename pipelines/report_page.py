@@ -41,7 +41,7 @@ def slug(text: str) -> str:
 
 
 def inline(text: str) -> str:
-    """Escape, then the inline Markdown the report uses: `code`, **bold**, [link](target)."""
+    """Escape, then the inline Markdown the report uses: `code`, **bold**, [link](#heading)."""
     parts = re.split(r"(`[^`]+`)", text)
     out = []
     for part in parts:
@@ -50,7 +50,8 @@ def inline(text: str) -> str:
             continue
         part = html.escape(part)
         part = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", part)
-        part = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', part)
+        # links only to the page's own headings: document text quoted in the report may hold [x](javascript:...)
+        part = re.sub(r"\[([^\]]+)\]\((#[a-z0-9-]+)\)", r'<a href="\2">\1</a>', part)
         out.append(part)
     return "".join(out)
 
