@@ -24,6 +24,11 @@ from datatrove.pipeline.extractors.base import BaseExtractor, ExtractorSandbox
 from datatrove.utils.logging import logger
 
 
+class ExtractionTimeout(BaseException):
+    """Raised by CpuTimeout. A BaseException, like KeyboardInterrupt, so that the `except Exception` blocks inside
+    extraction libraries (trafilatura swallows any Exception from its readability fallback) cannot absorb it."""
+
+
 class CpuTimeout:
     """Per-document timeout in this process, on CPU time: SIGPROF interrupts the extraction after `timeout`
     seconds of CPU used by this process (datatrove's sandbox instead ships every page to a worker process and
@@ -44,10 +49,10 @@ class CpuTimeout:
 
     @staticmethod
     def _expired(signum, frame):
-        raise TimeoutError("extraction used more CPU time than its timeout")
+        raise ExtractionTimeout("extraction used more CPU time than its timeout")
 
     def process_document(self, text, extract_fn):
-        signal.setitimer(signal.ITIMER_PROF, self.timeout)
+        signal.setitimer(signal.ITIMER_PROF, self.timeout, 0.05)  # re-fires every 50 ms should a bare except eat it
         try:
             return extract_fn(text)
         finally:
@@ -113,7 +118,7 @@ class AccountedExtractor(BaseExtractor):
                 with self.track_time():
                     try:
                         text = guard.process_document(doc.text, self.extract)
-                    except TimeoutError:
+                    except (TimeoutError, ExtractionTimeout):
                         reason = "timeout"
                     except EOFError:
                         reason = "worker_died"

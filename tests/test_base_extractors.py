@@ -68,3 +68,17 @@ def test_language_prescreen_skips_only_clear_other_language_pages(pages):
         assert not text or language.filter(Document(text=text, id=page.id, metadata={})) is not True
     wet = Document(text="Plain English text already.", id="w", metadata={"content_type": "text/plain"})
     assert screen.filter(wet) is True
+
+
+def test_cpu_timeout_is_not_swallowed_by_the_library():
+    from blocks.extractors import CpuTimeout, ExtractionTimeout
+
+    def stubborn(text):  # like trafilatura's readability fallback: catches every Exception and goes on
+        while True:
+            try:
+                sum(range(10_000))
+            except Exception:
+                pass
+
+    with CpuTimeout(0.2) as guard, pytest.raises(ExtractionTimeout):
+        guard.process_document("<html></html>", stubborn)
