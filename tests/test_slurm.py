@@ -185,12 +185,12 @@ def test_chained_stages_on_slurm_match_the_local_run(slurm_partition, shards, lo
 
 @pytest.mark.slow
 def test_failed_task_cancels_dependents_and_a_relaunch_finishes(slurm_partition, shards, local_run, tmp_path, capsys):
-    config = write_config(tmp_path, "slurm", partition=slurm_partition, workers=1)  # one task at a time
+    config = write_config(tmp_path, "slurm", partition=slurm_partition)  # workers: 2
     cfg = load_config(config, check_inputs=False)
     shard, good = shards / "shard-3.jsonl.gz", (shards / "shard-3.jsonl.gz").read_bytes()
     try:
         submit_filter_stage(cfg, shards)
-        shard.write_bytes(b"this is not gzip")  # rank 3 runs last, well after this write
+        shard.write_bytes(b"this is not gzip")  # rank 3 starts once rank 0 or 1 has finished, well after this
         submit_copy_stage(cfg)
         with pytest.raises(SystemExit):  # the same command again while its jobs are queued would run tasks twice
             submit_filter_stage(cfg, shards)
