@@ -26,6 +26,7 @@ from pipelines.report_charts import plot_funnel_tokens
 from pipelines.report_data import (MAX_TOKENIZED, first_difference, funnel_table, jaccard_5grams,
                                    near_duplicate_pair, one_line, page_excerpt, read_json, removed_examples)
 from pipelines.report_page import markdown_to_html
+from pipelines.summary import AccountingError, check_invariant
 
 STAGE_COMMANDS = {"base": "make base", "dedup": "make dedup", "annotations": "make annotate",
                   "classifier": "make classifier", "scored": "make score", "subsets": "make subsets",
@@ -95,8 +96,13 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
     report.add("")
     skipped = ", ".join(f"{k} {v:,}" for k, v in summary.get("skipped", {}).items())
     failed = sum(summary.get("failed", {}).values())
+    try:
+        check_invariant(summary)
+        invariant = "read = kept + removed + failed holds"
+    except AccountingError as e:
+        invariant = f"**the accounting does not add up**: {e}"
     report.add(f"Records that are not documents were skipped ({skipped or 'none'}); {failed:,} documents failed "
-               f"(extraction timeouts or errors, in `base/failed/`). read = kept + removed + failed holds.", "")
+               f"(extraction timeouts or errors, in `base/failed/`). {invariant}.", "")
     report.add("### Why documents were removed", "", "A few removed documents per filter, from "
                f"`{cfg.stage_dir('base') / 'removed'}/<filter>/`, where every removed document is kept with its reason.", "")
     names = [s["step"] for s in summary["funnel"]]
