@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipelines.config import AblateConfig, AblationSource, ConfigError, RunConfig
@@ -73,7 +73,7 @@ def prepare_tokenizer(acfg: AblateConfig, folder: Path) -> Path:
     path = folder / "tokenizer.json"
     if path.exists():
         return path  # reused: every ablation and every re-run must see the same token ids
-    model = preset(acfg.preset)
+    model = replace(preset(acfg.preset), **acfg.model_overrides)
     if model.tokenizer == "corpus":
         sources = [a.data for a in acfg.ablations]
         train_corpus_bpe(sample_texts(sources, acfg.tokenizer_docs_per_source), model.corpus_vocab_size, path)

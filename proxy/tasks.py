@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import bz2
 import csv
+import functools
 import io
 import json
 import random
@@ -49,10 +50,16 @@ def default_benchmarks_dir() -> Path:
 
 
 def load_task(name: str, benchmarks_dir: str | Path | None = None) -> list:
-    """All items of a task (wikitext: a list of article strings)."""
+    """All items of a task (wikitext: a list of article strings). Read once per process (HellaSwag and
+    MMLU take seconds to parse), so treat the list as read-only."""
     root = Path(benchmarks_dir) if benchmarks_dir else default_benchmarks_dir()
     if name not in LOADERS:
         raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    return _load(name, root.resolve())
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str, root: Path) -> list:
     return LOADERS[name](root)
 
 
