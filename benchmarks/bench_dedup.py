@@ -75,7 +75,7 @@ def run_reference(work: Path, base: Path) -> None:
 
     config = MinhashConfig()
     steps = [
-        ([ParquetReader(str(base)), MinhashDedupSignature(str(work / "sigs"), config=config)], 1),
+        ([ParquetReader(str(base)), MinhashDedupSignature(str(work / "sigs"), config=config)], 1),  # "signatures"
         ([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], config.num_buckets),
         ([MinhashDedupCluster(str(work / "buckets"), str(work / "clusters"), config=config, save_cluster_id=True,
                               save_cluster_size=True)], 1),
@@ -84,8 +84,8 @@ def run_reference(work: Path, base: Path) -> None:
                              load_cluster_ids=True, load_cluster_sizes=True),
           ParquetWriter(str(work / "out"))], 1),
     ]
-    for i, (pipeline, tasks) in enumerate(steps):
-        LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs/{i}")).run()
+    for name, (pipeline, tasks) in zip(["signatures", "buckets", "clusters", "filter"], steps):
+        LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs/{name}")).run()
 
 
 def run_winnow(work: Path, base: Path, engine: str) -> None:
@@ -118,6 +118,15 @@ def one(kind: str, work: Path, base: Path) -> None:
     import pipelines.dedup  # noqa: F401
 
     spacy.blank("en")
+    steps = {}  # CPU seconds per datatrove step (each step is one LocalPipelineExecutor.run, in this process)
+    executor_run = LocalPipelineExecutor.run
+
+    def timed_run(self):
+        start = cpu_seconds()
+        executor_run(self)
+        steps[Path(self.logging_dir.path).name] = cpu_seconds() - start
+
+    LocalPipelineExecutor.run = timed_run
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if kind == "reference":
@@ -126,7 +135,13 @@ def one(kind: str, work: Path, base: Path) -> None:
         run_winnow(work, base, kind.removeprefix("winnow_"))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(json.dumps({"cpu_s": cpu, "wall_s": time.perf_counter() - start, "peak_rss_mb": after.ru_maxrss / 1024}))
+    print(json.dumps({"cpu_s": cpu, "wall_s": time.perf_counter() - start, "peak_rss_mb": after.ru_maxrss / 1024,
+                      "steps": steps}))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def clusters(folder: Path, metadata_column: bool = False) -> set[frozenset]:
@@ -199,6 +214,11 @@ def main() -> None:
         print(f"{kind:<20} {n / r['cpu_s']:>12.0f} {r['cpu_s']:>8.1f} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>8.0f} "
               f"{results['reference']['cpu_s'] / r['cpu_s']:>7.1f}  {same}")
     print(f"\nreference: {len(reference)} duplicate clusters, {sum(len(c) - 1 for c in reference)} documents removed")
+    print("\nCPU seconds per step (the signature step is where the reference spends its time):")
+    for kind, r in results.items():
+        ref_sig, sig = results["reference"]["steps"].get("signatures"), r["steps"].get("signatures")
+        ratio = f"  signatures x{ref_sig / sig:.1f} vs reference ({n / sig:.0f} docs/s/core)" if sig else ""
+        print(f"  {kind:<20} " + ", ".join(f"{k} {v:.2f}" for k, v in r["steps"].items()) + ratio)
     if not args.keep:
         import shutil
 

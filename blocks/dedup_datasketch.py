@@ -23,7 +23,7 @@ from datatrove.utils.typeshelper import StatHints
 from xxhash import xxh64_intdigest
 
 from blocks.dedup_clusters import UnionFind, node_of, resolve_clusters, survivor_order, write_decisions
-from blocks.minhash import FastWordSplitter, exact_key, normalize_for_minhash
+from blocks.minhash import FastWordSplitter, exact_key, normalized_chunks
 
 
 class TooManyDocumentsError(RuntimeError):
@@ -82,8 +82,8 @@ class DatasketchDedup(PipelineStep):
                     node = node_of(task, index)
                     dump = doc.metadata.get("dump")
                     scope = (dump or "") if self.scope == "per_dump" else None
-                    normalized = normalize_for_minhash(doc.text or "", self.config.norm_config)
-                    text_key = exact_key(normalized, scope)
+                    chunks = normalized_chunks(doc.text or "", self.config.norm_config)
+                    text_key = exact_key(" ".join(chunks), scope)
                     keys[node] = survivor_order(dump, str(doc.id), text_key)
                     for column, value in zip(columns, (str(doc.id), dump, text_key)):
                         columns[column].append(value)
@@ -93,7 +93,7 @@ class DatasketchDedup(PipelineStep):
                             union_find.union(earlier, node)
                             self.stat_update("exact_match")
                             continue
-                    words = splitter.split(normalized)
+                    words = splitter.split_chunks(chunks)
                     n = self.config.n_grams
                     if len(words) < n:
                         self.stat_update("too_short_for_minhash")

@@ -44,8 +44,7 @@ _MN_DISAGREE = _MN_CHARS.symmetric_difference(
 )
 
 
-def normalize_for_minhash(text: str, config=DEF_TEXT_NORM_CONFIG) -> str:
-    """datatrove's `simplify_text` (FineWeb's normalisation before shingling), same output, several times faster."""
+def _replace_characters(text: str, config) -> str:
     if config.lowercase:
         text = text.lower()
     if config.norm_numbers:
@@ -56,15 +55,36 @@ def normalize_for_minhash(text: str, config=DEF_TEXT_NORM_CONFIG) -> str:
         text = MONTHS_PATTERN.sub("MONTH", text)
     if config.remove_punctuation:
         text = _PUNCTUATION_RE.sub(" ", text)
+    return text
+
+
+def _strip_diacritics(text: str) -> str:
+    text = unicodedata.normalize("NFD", text)
+    if _MN_DISAGREE.isdisjoint(text):
+        return _MN_RUNS.sub("", text)
+    return "".join([c for c in text if c not in _MN_CHARS])
+
+
+def normalize_for_minhash(text: str, config=DEF_TEXT_NORM_CONFIG) -> str:
+    """datatrove's `simplify_text` (FineWeb's normalisation before shingling), same output, several times faster."""
+    text = _replace_characters(text, config)
     if config.norm_whitespace:
         text = " ".join(text.split())  # str.split and re's \s agree on what whitespace is
     if config.norm_unicode_diacritics and not text.isascii():
-        text = unicodedata.normalize("NFD", text)
-        if _MN_DISAGREE.isdisjoint(text):
-            text = _MN_RUNS.sub("", text)
-        else:
-            text = "".join([c for c in text if c not in _MN_CHARS])
+        text = _strip_diacritics(text)
     return text.strip()
+
+
+def normalized_chunks(text: str, config=DEF_TEXT_NORM_CONFIG) -> list[str]:
+    """`normalize_for_minhash(text).split()`, without joining the chunks and splitting them again.
+
+    Removing diacritics before collapsing whitespace gives the same chunks: NFD neither makes nor removes
+    whitespace and reorders combining marks only among themselves.
+    """
+    text = _replace_characters(text, config)
+    if config.norm_unicode_diacritics and not text.isascii():
+        text = _strip_diacritics(text)
+    return text.split()
 
 
 class FastWordSplitter:
@@ -105,9 +125,12 @@ class FastWordSplitter:
         return words
 
     def split(self, text: str) -> list[str]:
+        return self.split_chunks(text.split())
+
+    def split_chunks(self, chunks: list[str]) -> list[str]:
+        """The words of a normalised text given as its space-separated chunks."""
         if self._special_cases is None:
             self.tokenizer
-        chunks = text.split()
         distinct = set(chunks)
         irregular = {c for c in distinct if not (c.isalpha() and c.isascii()) and c != "0"}
         irregular.update(self._special_cases.intersection(distinct))
@@ -200,12 +223,12 @@ class MinhashSignatures(MinhashDedupSignature):
         self.modulus = int(MERSENNE_PRIME) if hash_bits == 64 else (1 << 32) - 1
 
     def get_shingles(self, text: str) -> np.ndarray:
-        words = self.splitter.split(normalize_for_minhash(text, self.config.norm_config))
+        words = self.splitter.split_chunks(normalized_chunks(text, self.config.norm_config))
         return shingle_hashes(words, self.config.n_grams).reshape(-1, 1)
 
-    def signature_rows(self, normalized: str) -> np.ndarray | None:
-        """(num_buckets, hashes_per_bucket) signature of a normalised text, or None if it has too few words."""
-        shingles = shingle_hashes(self.splitter.split(normalized), self.config.n_grams)
+    def signature_rows(self, chunks: list[str]) -> np.ndarray | None:
+        """(num_buckets, hashes_per_bucket) signature of a normalised text's chunks, None if it has too few words."""
+        shingles = shingle_hashes(self.splitter.split_chunks(chunks), self.config.n_grams)
         if shingles.size == 0:
             return None
         a, b = self.parameters
@@ -238,14 +261,14 @@ class MinhashSignatures(MinhashDedupSignature):
                 self.stat_update(StatHints.total)
                 scope_dump = (doc.metadata.get("dump") or "") if self.scope == "per_dump" else None
                 dump_key = scope_key(scope_dump, self.modulus) if scope_dump is not None else 0
-                normalized = normalize_for_minhash(doc.text or "", self.config.norm_config)
-                key = exact_key(normalized, scope_dump)
+                chunks = normalized_chunks(doc.text or "", self.config.norm_config)
+                key = exact_key(" ".join(chunks), scope_dump)
                 columns["id"].append(str(doc.id))
                 columns["dump"].append(doc.metadata.get("dump"))
                 columns["exact_key"].append(key)
                 if exact_file is not None:
                     exact_file.write(struct.pack("<QI", key, doc_idx))
-                sig = self.signature_rows(normalized)
+                sig = self.signature_rows(chunks)
                 if sig is None:
                     self.stat_update("too_short_for_minhash")
                 else:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from blocks.dedup_filter import FINEWEB_FIELDS, InputChangedError
-from blocks.minhash import FastWordSplitter, MinhashSignatures, normalize_for_minhash
+from blocks.minhash import FastWordSplitter, MinhashSignatures, normalize_for_minhash, normalized_chunks
 from pipelines.config import ConfigError, RunConfig
 from pipelines.dedup import fineweb2_upsampling, run
 from pipelines.summary import read_summary
@@ -168,12 +168,16 @@ def test_fast_signatures_are_datatrove_stock_signatures(corpus, shared_data, tmp
 
     multilingual = [r["text"] for r in read_jsonl(shared_data / "annotations/llama31-multilingual/cc_merged.jsonl.gz", 40)]
     texts = [d["text"] for d in corpus["docs"][:80]] + multilingual + ["I can't, don't and won't: 10km at 5pm, 3½ cups"]
+    from datatrove.utils.text import simplify_text
+
     stock, fast = MinhashDedupSignature(str(tmp_path / "a")), MinhashSignatures(str(tmp_path / "b"))
     for text in texts:
+        assert normalize_for_minhash(text) == simplify_text(text)
+        assert normalized_chunks(text) == simplify_text(text).split()
         expected = stock.get_shingles(text)
         assert np.array_equal(fast.get_shingles(text), expected)
         if expected.size:
-            assert fast.signature_rows(normalize_for_minhash(text)).tolist() == stock.get_signature(expected)
+            assert fast.signature_rows(normalized_chunks(text)).tolist() == stock.get_signature(expected)
 
 
 def test_signature_stays_exact_when_a_folded_value_reaches_the_modulus(tmp_path):
