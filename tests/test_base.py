@@ -22,7 +22,7 @@ input:
   paths: [{shared_data}/warc/pages/pages-00000.warc.gz, {shared_data}/warc/edge/*, {shared_data}/warc/cc/*]
   format: warc
 executor: {{kind: local, tasks: 2, workers: 2}}
-extract: {{extractor: resiliparse}}
+extract: {{extractor: trafilatura}}
 {extra}
 """)
     return str(cfg)
