@@ -28,12 +28,13 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: int = EDUCATIONA
     classes = list(range(MAX_SCORE + 1))
     cp, cr, cf, support = precision_recall_fscore_support(labels, rounded, labels=classes, zero_division=0)
     rho = spearmanr(scores, labels).statistic if len(set(labels)) > 1 else float("nan")
+    low, high = _bootstrap_f1(labels >= threshold, rounded >= threshold)
     return {
         "n": int(len(labels)),
         "threshold": threshold,
         "positives": int((labels >= threshold).sum()),
         "predicted_positives": int((rounded >= threshold).sum()),
-        "precision": float(p), "recall": float(r), "f1": float(f),
+        "precision": float(p), "recall": float(r), "f1": float(f), "f1_ci95": [low, high],
         "macro_f1": float(f1_score(labels, rounded, average="macro", zero_division=0)),
         "accuracy": float((rounded == labels).mean()),
         "spearman": float(rho),
@@ -41,6 +42,16 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: int = EDUCATIONA
                           "support": int(support[k])} for k in classes},
         "confusion": confusion_matrix(labels, rounded, labels=classes).tolist(),
     }
+
+
+def _bootstrap_f1(truth: np.ndarray, predicted: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of F1 over documents resampled with replacement: how much of a difference is noise."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(truth), size=(rounds, len(truth)))
+    t, p = truth[rows], predicted[rows]
+    tp = (t & p).sum(1)
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(1, t.sum(1) + p.sum(1)), 0.0)
+    return float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))
 
 
 def write_report(folder: str | Path, metrics: dict, curve: list[dict], about: dict) -> None:
@@ -61,7 +72,8 @@ def _markdown(m: dict, curve: list[dict], about: dict) -> str:
         f"labels from `{about['eval_source']}`.",
         "",
         f"| metric | value |", "|---|---|",
-        f"| F1 of score ≥ {m['threshold']} | **{m['f1']:.3f}** |",
+        f"| F1 of score ≥ {m['threshold']} | **{m['f1']:.3f}** (95 % bootstrap interval "
+        f"{m['f1_ci95'][0]:.2f}–{m['f1_ci95'][1]:.2f}) |",
         f"| precision / recall of score ≥ {m['threshold']} | {m['precision']:.3f} / {m['recall']:.3f} |",
         f"| positives (labels / predicted) | {m['positives']} / {m['predicted_positives']} |",
         f"| macro-F1 of the rounded score | {m['macro_f1']:.3f} |",
@@ -120,6 +132,7 @@ def _plot_curve(curve: list[dict], path: Path, about: dict) -> None:
     ax.set_xscale("log")
     ax.set_xticks(rows)
     ax.set_xticklabels([str(r) for r in rows])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training labels")
     ax.set_ylim(0, 1)
     ax.set_title(f"{about['backbone']}: learning curve (val n={about.get('eval_rows', '?')})")

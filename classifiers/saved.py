@@ -62,7 +62,10 @@ class EduClassifier:
         """Scores before calibration. `cache` (an EmbeddingCache) spares re-encoding known texts."""
         if self.backbone == "fasttext":
             return self.fasttext.expected_score(texts)
-        embeddings = cache.embed(texts, self.encoder.encode) if cache is not None else self.encoder.encode(texts)
+        if cache is not None:  # the encoder is loaded only if some text is not cached
+            embeddings = cache.embed(texts, lambda missing: self.encoder.encode(missing))
+        else:
+            embeddings = self.encoder.encode(texts)
         return self.head_scores(embeddings)
 
     def head_scores(self, embeddings: np.ndarray) -> np.ndarray:
