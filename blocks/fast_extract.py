@@ -10,7 +10,9 @@ ground truth (winnow eval-extract; the ablation table is in docs/sections/extrac
 2. drop short blocks that match boilerplate phrases (cookie notices, copyright, "read more", sharing prompts);
 3. cut the page at the first "tail marker" after the text has started ("Related posts", "Über den Autor", ...);
 4. classify the rest as good (long, few links), short or bad, keep the span from the first to the last good
-   block, and drop runs of short blocks that sit between bad blocks (jusText's context rule).
+   block, and drop runs of short blocks that sit between bad blocks (jusText's context rule);
+5. when resiliparse's main-content pass leaves almost nothing (it sometimes drops a whole page), prune the
+   whole page's text the same way instead.
 
 Everything runs in-process (no per-document subprocess): the C parser does the heavy part and the pruning is a
 few regular expressions per block, no Python DOM walk (a readability-style DOM scoring pass was tried: 7× slower
@@ -51,6 +53,7 @@ TAIL_MARKERS = re.compile(
     r"vous aimerez|à lire également|te puede interesar|noticias relacionadas|más noticias)",
     re.IGNORECASE,
 )
+
 _TAG = re.compile(r"<[^>]*>")
 _LINK = re.compile(r"<a\b[^>]*>(.*?)</a>", re.DOTALL)
 _BREAK = re.compile(r"<br>|</?(?:p|ul|ol|pre)>|</li>|</h[1-6]>")
@@ -100,10 +103,15 @@ class FastExtractor(AccountedExtractor):
         min_good_chars: a block at least this long with few links counts as main text (jusText: 200 for
             "long" blocks; shorter here because resiliparse cuts blocks at <br>).
         max_boilerplate_chars: boilerplate phrases only condemn blocks shorter than this.
+        max_good_link_density: good blocks have at most this link density (jusText's 0.2 is for its longer
+            blocks; 0.3 here).
         edge_blocks: short blocks kept beyond the first/last good block (0: measured best F1).
         max_marker_chars: only lines up to this long can be tail markers.
-        prune_links, prune_phrases, cut_at_tail_markers, keep_good_span, short_context: switch one heuristic
-            off (the ablation in docs/sections/extract.md).
+        min_main_content_chars: below this many characters of resiliparse main content (as minimal HTML),
+            fall back to the whole page.
+        min_good_heading_chars: headings this long count as text (lead paragraphs set as <h2>).
+        prune_links, prune_phrases, cut_at_tail_markers, keep_good_span, short_context, fallback_whole_page,
+            keep_heading_before: switch one heuristic off (the ablation in docs/sections/extract.md).
         timeout, isolation, exclusion_writer, failure_writer: as AccountedExtractor. The default isolation is a
             CPU-time signal in this process (cheap; guards the Python pruning — the C parser is linear-time).
         favour_precision: accepted for the uniform factory signature; there is no separate precision mode.
@@ -116,6 +124,7 @@ class FastExtractor(AccountedExtractor):
         self,
         max_link_density: float = 0.5,
         min_good_chars: int = 50,
+        max_good_link_density: float = 0.3,
         max_boilerplate_chars: int = 100,
         prune_links: bool = True,
         prune_phrases: bool = True,
@@ -137,6 +146,7 @@ class FastExtractor(AccountedExtractor):
         super().__init__(timeout, isolation, exclusion_writer, failure_writer)
         self.max_link_density = max_link_density
         self.min_good_chars = min_good_chars
+        self.max_good_link_density = max_good_link_density
         self.max_boilerplate_chars = max_boilerplate_chars
         self.prune_links = prune_links
         self.prune_phrases = prune_phrases
@@ -182,8 +192,7 @@ class FastExtractor(AccountedExtractor):
             block.label = "bad"
         elif self.prune_phrases and length < self.max_boilerplate_chars and BOILERPLATE_PHRASES.search(block.text):
             block.label = "bad"
-
-        elif length >= self.min_good_chars and block.link_density <= 0.3 and (
+        elif length >= self.min_good_chars and block.link_density <= self.max_good_link_density and (
             not block.heading or length >= self.min_good_heading_chars
         ):
             block.label = "good"
@@ -224,7 +233,8 @@ class FastExtractor(AccountedExtractor):
         if not good:
             return blocks
         first, last = good[0], good[-1]
-        if self.keep_heading_before and first > 0 and blocks[first - 1].heading and blocks[first - 1].label == "short":
+        before = blocks[first - 1] if first > 0 else None
+        if self.keep_heading_before and before is not None and before.heading and before.label == "short":
             first -= 1  # the article's headline or a section title right before the text
         while first > 0 and good[0] - first < self.edge_blocks and blocks[first - 1].label == "short":
             first -= 1
