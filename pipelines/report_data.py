@@ -190,3 +190,25 @@ def near_duplicate_pair(dedup_dir: Path) -> tuple[dict, dict] | None:
             if kept["text"] != removed[kept["id"]]["text"]:
                 return removed[kept["id"]], kept
     return None
+
+
+def stale_stages(cfg: RunConfig) -> list[str]:
+    """Stages whose input changed after they ran: each reads what the stage before it kept, so a re-run of an
+    earlier stage that changed its output shows here as read ≠ kept (only for the default source folders)."""
+    chain = [("dedup", "base", "make dedup")]
+    if cfg.score.source is None:
+        scored_from = "dedup" if (cfg.stage_dir("dedup") / "summary.json").is_file() else "base"
+        chain.append(("scored", scored_from, "make score"))
+    if cfg.subsets.source is None:
+        chain.append(("subsets", "scored", "make subsets"))
+    notes = []
+    for stage, source, command in chain:
+        try:
+            after = read_json(cfg.stage_dir(stage) / "summary.json")
+            before = read_json(cfg.stage_dir(source) / "summary.json")
+        except ValueError:
+            continue  # an unreadable summary is reported by its own section
+        if after and before and after.get("read") != before.get("kept"):
+            notes.append(f"{stage} read {after['read']:,} documents but {source} now keeps {before['kept']:,}: it ran on "
+                         f"an earlier {source} output (`{command}` and the stages after it bring it up to date)")
+    return notes

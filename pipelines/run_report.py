@@ -24,7 +24,8 @@ from pathlib import Path
 from pipelines.config import ConfigError, RunConfig
 from pipelines.report_charts import plot_funnel_tokens
 from pipelines.report_data import (MAX_TOKENIZED, first_difference, funnel_table, jaccard_5grams,
-                                   near_duplicate_pair, one_line, page_excerpt, read_json, removed_examples)
+                                   near_duplicate_pair, one_line, page_excerpt, read_json, removed_examples,
+                                   stale_stages)
 from pipelines.report_page import markdown_to_html
 from pipelines.summary import AccountingError, check_invariant
 
@@ -69,7 +70,8 @@ def headline(rows: list[dict]) -> list[str]:
     for r in rows:
         if r["step"] == "base kept" or r["stage"] != "base":
             tokens = f", {r['tokens']:,} tokens" if r["tokens"] is not None else ""
-            parts.append(f"{r['step'].split(' (')[0]}: {r['documents']:,} ({100 * r['documents'] / read:.1f} %{tokens})")
+            share = f"{100 * r['documents'] / read:.1f} %"
+            parts.append(f"{r['step'].split(' (')[0]}: {r['documents']:,} ({share}{tokens})")
     return parts
 
 
@@ -87,6 +89,8 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
                f"{MAX_TOKENIZED:,} documents of a filter are extrapolated." if any(r["estimated"] for r in rows)
                else ""), "")
     report.add("**" + " → ".join(headline(rows)) + "**", "")
+    for note in stale_stages(cfg):
+        report.add(f"> **Out of date:** {note}.", "")
     report.image(report.out_dir / "funnel.png", "funnel.png", "funnel")
     report.add("| step | documents | removed here | tokens | documents left |", "|---|---:|---:|---:|---:|")
     first = rows[0]["documents"] or 1
@@ -104,7 +108,8 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
     report.add(f"Records that are not documents were skipped ({skipped or 'none'}); {failed:,} documents failed "
                f"(extraction timeouts or errors, in `base/failed/`). {invariant}.", "")
     report.add("### Why documents were removed", "", "A few removed documents per filter, from "
-               f"`{cfg.stage_dir('base') / 'removed'}/<filter>/`, where every removed document is kept with its reason.", "")
+               f"`{cfg.stage_dir('base') / 'removed'}/<filter>/`, where every removed document is kept with its "
+               "reason.", "")
     names = [s["step"] for s in summary["funnel"]]
     steps_before_extraction = set(names[:names.index("extractor") + 1]) if "extractor" in names else set()
     for name, reasons in summary.get("removed", {}).items():
@@ -324,7 +329,8 @@ def write_run_report(cfg: RunConfig, out_dir: Path | None = None) -> Path:
             section(report, cfg)
         except Exception as e:  # one unreadable output must not cost the whole report; the page says what failed
             del report.lines[mark:]
-            report.add(f"## {title}", "", f"> **Could not be written:** {type(e).__name__}: {one_line(str(e), 300)}", "")
+            error = f"{type(e).__name__}: {one_line(str(e), 300)}"
+            report.add(f"## {title}", "", f"> **Could not be written:** {error}", "")
             print(f"winnow report: section {title!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
     text = "\n".join(report.lines).rstrip() + "\n"
     (out_dir / "report.md").write_text(text)

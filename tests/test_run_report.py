@@ -100,3 +100,20 @@ def test_an_unreadable_stage_output_costs_only_its_section(small_run, tmp_path):
     md = (write_run_report(cfg) / "report.md").read_text()
     assert "## Deduplication\n\n> **Could not be written:** JSONDecodeError" in md
     assert "| base kept |" in md and "### Versions" in md  # the other sections are all there
+
+
+@pytest.mark.slow
+def test_a_stage_that_ran_on_an_earlier_input_is_flagged(small_run, tmp_path):
+    """Base re-run after dedup (as when a filter changes): dedup's summary no longer reads what base keeps.
+    The dedup summary here is written by hand from the real base one, one document short."""
+    import shutil
+
+    cfg = small_run.model_copy(update={"output_dir": str(tmp_path / "run")})
+    shutil.copytree(small_run.stage_dir("base"), cfg.stage_dir("base"))
+    kept = json.loads((cfg.stage_dir("base") / "summary.json").read_text())["kept"]
+    cfg.stage_dir("dedup").mkdir()
+    (cfg.stage_dir("dedup") / "summary.json").write_text(json.dumps(
+        {"read": kept - 1, "kept": kept - 1, "removed": {}, "failed": {}, "skipped": {}, "cluster_sizes": {}}))
+    md = (write_run_report(cfg) / "report.md").read_text()
+    assert f"> **Out of date:** dedup read {kept - 1:,} documents but base now keeps {kept:,}" in md
+    assert md.count("Out of date") == 1
