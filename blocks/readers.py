@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.logging import logger
 
@@ -335,3 +336,27 @@ class WebArchiveReader(BaseDiskReader):
             yield self.get_document_from_dict(
                 {"text": text, "id": record_id, "url": url, "date": date, "content_type": "text/html"},
                 filepath, f"{offset}/{index}")
+
+
+class _CountsEmptyRows:
+    """datatrove's readers drop rows without text silently; count them (`failed_empty_text`) so nothing is lost."""
+
+    def get_document_from_dict(self, data: dict, source_file: str, id_in_file):
+        document = super().get_document_from_dict(data, source_file, id_in_file)
+        if document is None:
+            self.stat_update("failed_empty_text")
+            logger.warning(f"{source_file} #{id_in_file}: row without text ({self.text_key!r}), counted failed")
+        return document
+
+
+class AccountedJsonlReader(_CountsEmptyRows, JsonlReader):
+    """datatrove's JsonlReader, counting rows without text as `failed_empty_text`."""
+
+
+class AccountedParquetReader(_CountsEmptyRows, ParquetReader):
+    """datatrove's ParquetReader, counting rows without text as `failed_empty_text`."""
+
+
+def document_reader(fmt: str):
+    """The reader class for already-extracted documents (`jsonl` | `parquet`)."""
+    return {"jsonl": AccountedJsonlReader, "parquet": AccountedParquetReader}[fmt]

@@ -39,16 +39,13 @@ def input_paths_file(cfg: RunConfig) -> tuple[str, str]:
 
 
 def build_reader(cfg: RunConfig):
-    from datatrove.pipeline.readers import JsonlReader, ParquetReader
-
-    from blocks.readers import WebArchiveReader
+    from blocks.readers import WebArchiveReader, document_reader
 
     root, listing = input_paths_file(cfg)
     common = dict(paths_file=listing, limit=cfg.input.limit, default_metadata={"dump": cfg.dump})
     if cfg.input.format == "warc":
         return WebArchiveReader(root, **common)
-    reader = JsonlReader if cfg.input.format == "jsonl" else ParquetReader
-    return reader(root, text_key=cfg.input.text_key, id_key=cfg.input.id_key, **common)
+    return document_reader(cfg.input.format)(root, text_key=cfg.input.text_key, id_key=cfg.input.id_key, **common)
 
 
 def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:

@@ -154,3 +154,13 @@ def test_a_whole_shard_gzipped_as_one_stream_is_read_record_by_record(shared_dat
     for name in ("one-stream.warc.gz", "plain.warc"):
         docs, counters, failed = read(tmp_path, name)
         assert len(docs) == 250 and failed == 0 and counters["skipped_warcinfo"] == 1, name
+
+
+def test_jsonl_rows_without_text_are_counted_not_dropped(tmp_path):
+    from blocks.readers import document_reader
+
+    rows = [{"id": "a", "text": "some text"}, {"id": "b", "text": ""}, {"id": "c"}, {"id": "d", "text": "more"}]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    reader = document_reader("jsonl")(str(tmp_path))
+    assert [d.id for d in reader.run()] == ["a", "d"]
+    assert reader.stats.stats["failed_empty_text"].total == 2
