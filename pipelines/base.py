@@ -124,8 +124,8 @@ def summarize(log_dir: str, roles: list[tuple[str, str]]) -> dict:
             summary["skipped"] = {k.removeprefix("skipped_"): v for k, v in counter.items() if k.startswith("skipped_")}
             summary["decoded"] = {k.removeprefix("decoded_"): v for k, v in counter.items() if k.startswith("decoded_")}
             summary["failed"].update({f"reader_{k}": v for k, v in failed.items()})
-            remaining = counter["documents"]
-            summary["funnel"].append({"step": "read", "documents": summary["read"]})
+            remaining = counter["documents"]  # documents that went on (reader failures are in "failed")
+            summary["funnel"].append({"step": "read", "documents": summary["read"], "failed": sum(failed.values())})
             continue
         if role == "writer":
             summary["kept"] = counter["total"]

@@ -20,7 +20,8 @@ def plot_funnel(summary: dict, path: str | Path, title: str = "funnel") -> Path:
     for i, (bar, step) in enumerate(zip(bars, steps + [None])):
         note = f"{left[i]:,}"
         if step and (step.get("removed") or step.get("failed")):
-            note += f"  (−{step.get('removed', 0):,} removed" + (f", −{step['failed']:,} failed" if step.get("failed") else "") + ")"
+            parts = [f"−{step[k]:,} {k}" for k in ("removed", "failed") if step.get(k)]
+            note += f"  ({', '.join(parts)})"
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + note, va="center", fontsize=8)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()

@@ -13,13 +13,16 @@ from pipelines.summary import check_invariant, total
 
 
 def write_config(tmp_path, shared_data, extra: str = "") -> str:
+    shard = (shared_data / "warc" / "pages" / "pages-00001.warc.gz").read_bytes()
+    (tmp_path / "truncated.warc.gz").write_bytes(shard[: len(shard) // 40])  # a shard cut off mid-record
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"""
 name: test
 output_dir: {tmp_path / 'run'}
 dump: CC-MAIN-2024-10
 input:
-  paths: [{shared_data}/warc/pages/pages-00000.warc.gz, {shared_data}/warc/edge/*, {shared_data}/warc/cc/*]
+  paths: [{shared_data}/warc/pages/pages-00000.warc.gz, {shared_data}/warc/edge/*, {shared_data}/warc/cc/*,
+          {tmp_path}/truncated.warc.gz]
   format: warc
 executor: {{kind: local, tasks: 2, workers: 2}}
 extract: {{extractor: trafilatura}}
@@ -36,6 +39,7 @@ def test_base_stage_writes_fineweb_parquet_removed_summary_and_funnel(tmp_path, 
     summary = json.loads((stage / "summary.json").read_text())
     check_invariant(summary)
     assert summary["read"] == summary["kept"] + total(summary["removed"]) + total(summary["failed"])
+    assert summary["failed"] == {"reader_truncated_gzip": 1}  # the cut-off record; the ones before it were read
     # non-document records are counted, not read: requests, metadata, the WAT record, revisits, ARC header
     assert {"request", "metadata", "warcinfo", "revisit", "wat_metadata", "arc_filedesc"} <= set(summary["skipped"])
     assert summary["removed"]["language_prescreen"]["other_language"] > 0  # German pages never reach trafilatura
