@@ -42,6 +42,15 @@ def run(cfg: RunConfig, args=None) -> int:
         started = time.time()
         folder = root / ablation.name
         tokenize(cfg, ablation, tokenizer_path, folder)
+        if getattr(args, "only_tokenize", False):
+            for seed in acfg.seeds:
+                seed_dir = folder / f"seed-{seed}"
+                seed_dir.mkdir(parents=True, exist_ok=True)
+                _write_json(seed_dir / "train.json",
+                            asdict(train_config(acfg, folder / "tokens", tokenizer_path, seed_dir, seed)))
+            print(f"winnow ablate: {ablation.name}: tokenized; train with "
+                  f"`torchrun -m proxy.train --config {folder}/seed-<s>/train.json`", file=sys.stderr)
+            continue
         runs = {}
         for seed in acfg.seeds:
             seed_dir = folder / f"seed-{seed}"
@@ -52,7 +61,8 @@ def run(cfg: RunConfig, args=None) -> int:
         summaries[ablation.name] = _write_ablation_summary(folder, ablation, runs, time.time() - started)
         print(f"winnow ablate: {ablation.name}: {summaries[ablation.name]['tokens']:,} tokens, "
               f"val loss {[r['final_val_loss'] for r in runs.values()]}", file=sys.stderr)
-    _write_json(root / "summary.json", {"ablations": summaries, "config": acfg.model_dump()})
+    if summaries:
+        _write_json(root / "summary.json", {"ablations": summaries, "config": acfg.model_dump()})
     return 0
 
 
