@@ -39,6 +39,9 @@ def _stage_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--output", help="folder for the scored documents (with --input)")
     if name == "demo":
         p.add_argument("--data", help="WARC files (glob) to use instead of the config's input.paths")
+    if name == "ablate":
+        p.add_argument("--only-tokenize", action="store_true",
+                       help="tokenize and write each run's train.json, then stop (train them with torchrun/sbatch)")
     if name == "status":
         p.add_argument("--stage", help="only this stage")
 
