@@ -20,6 +20,7 @@ from typing import Iterator
 from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.writers import ParquetWriter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.typeshelper import StatHints
 
@@ -97,27 +98,41 @@ DEDUP_FIELDS = [("minhash_cluster_id", "int64"), ("minhash_cluster_size", "int64
 REMOVED_FIELDS = [("filter_reason", "string"), ("duplicate_of", "string")]
 
 
-def dedup_schema(removed: bool = False):
+def dedup_schema(base_folder: str | None = None, removed: bool = False):
+    """The base stage's columns (read from its first Parquet file, else FineWeb's), then the dedup's own."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    fields = FINEWEB_FIELDS + DEDUP_FIELDS + (REMOVED_FIELDS if removed else [])
-    return pa.schema([(name, pa.type_for_alias(kind)) for name, kind in fields])
+    ours = DEDUP_FIELDS + (REMOVED_FIELDS if removed else [])
+    names = {name for name, _ in ours}
+    base_files = sorted(get_datafolder(base_folder).list_files(glob_pattern="*.parquet")) if base_folder else []
+    if base_files:
+        with get_datafolder(base_folder).open(base_files[0], "rb") as f:
+            fields = [field for field in pq.read_schema(f) if field.name not in names]
+    else:
+        fields = [pa.field(name, pa.type_for_alias(kind)) for name, kind in FINEWEB_FIELDS]
+    return pa.schema(fields + [pa.field(name, pa.type_for_alias(kind)) for name, kind in ours])
 
 
 def flat_row(self, document) -> dict:
     """datatrove writer adapter: text, id and every metadata field as top-level columns (the schema picks)."""
-    row = dict(document.metadata)
-    row["text"], row["id"] = document.text, None if document.id is None else str(document.id)
-    for name in ("dump", "url", "date", "file_path", "language", "filter_reason", "duplicate_of"):
-        if row.get(name) is not None:
-            row[name] = str(row[name])
-    return row
+    return {**document.metadata, "text": document.text, "id": None if document.id is None else str(document.id)}
 
 
-def dedup_writer(output_folder, removed: bool = False):
-    """Kept documents as `${rank}.parquet`, or removed ones as `<filter_reason>/${rank}.parquet`."""
-    from datatrove.pipeline.writers import ParquetWriter
+class DedupParquetWriter(ParquetWriter):
+    """Kept documents as `${rank}.parquet`, or removed ones as `<filter_reason>/${rank}.parquet`, with every
+    column of the base stage's files (whatever they are) plus the dedup's columns."""
 
-    filename = "${filter_reason}/${rank}.parquet" if removed else "${rank}.parquet"
-    return ParquetWriter(output_folder, output_filename=filename, compression="zstd", adapter=flat_row,
-                         schema=dedup_schema(removed), max_file_size=-1)
+    name = "📒 Parquet (base columns + dedup)"
+
+    def __init__(self, output_folder, base_folder: str, removed: bool = False):
+        filename = "${filter_reason}/${rank}.parquet" if removed else "${rank}.parquet"
+        super().__init__(output_folder, output_filename=filename, compression="zstd", adapter=flat_row,
+                         max_file_size=-1)
+        self.base_folder = base_folder
+        self.removed = removed
+
+    def _write(self, document: dict, file_handler, filename: str):
+        if self.schema is None:  # read when the task runs: on Slurm the base files may not exist at submission
+            self.schema = dedup_schema(self.base_folder, self.removed)
+        super()._write(document, file_handler, filename)

@@ -60,7 +60,7 @@ def build_steps(cfg: RunConfig) -> list[Step]:
 
     from blocks.dedup_clusters import DuplicateClusters
     from blocks.dedup_datasketch import DatasketchDedup
-    from blocks.dedup_filter import DuplicateFilter, dedup_writer
+    from blocks.dedup_filter import DedupParquetWriter, DuplicateFilter
     from blocks.minhash import MinhashSignatures
 
     d, stage_dir = cfg.dedup, cfg.stage_dir(STAGE)
@@ -81,8 +81,10 @@ def build_steps(cfg: RunConfig) -> list[Step]:
         steps.append(Step("datasketch", [DatasketchDedup(
             base_reader(cfg), work, tasks, config=config, language=d.minhash.language, scope=d.scope, exact=d.exact,
             max_documents=d.max_documents_in_memory)], 1))
-    steps.append(Step("filter", [base_reader(cfg), DuplicateFilter(work, dedup_writer(str(stage_dir / "removed"), True)),
-                                 dedup_writer(str(stage_dir))], tasks))
+    base = str(cfg.stage_dir(SOURCE))
+    steps.append(Step("filter", [base_reader(cfg),
+                                 DuplicateFilter(work, DedupParquetWriter(str(stage_dir / "removed"), base, removed=True)),
+                                 DedupParquetWriter(str(stage_dir), base)], tasks))
     return steps
 
 

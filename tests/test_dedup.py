@@ -284,11 +284,16 @@ def test_per_dump_scope_keeps_copies_from_other_dumps(corpus, tmp_path):
     """FineWeb deduplicates within each dump: the same text in two dumps is kept twice; global scope keeps one."""
     src = corpus["docs"][:30]
     docs = src + [dict(d, id=d["id"] + "-recrawl", dump=EARLIER_DUMP) for d in src[:10]]
+    docs = [dict(d, edu_signal=i * 0.5) for i, d in enumerate(docs)]  # a column the dedup knows nothing about
     base = tmp_path / "base"
     base.mkdir()
-    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in FINEWEB_FIELDS])
+    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in FINEWEB_FIELDS] + [("edu_signal", pa.float64())])
     pq.write_table(pa.Table.from_pylist(docs, schema=schema), base / "00000.parquet")
-    per_dump = outcome(run_dedup(base, tmp_path / "per_dump", scope="per_dump", engine="datasketch"))
+    per_dump_stage = run_dedup(base, tmp_path / "per_dump", scope="per_dump", engine="datasketch")
+    signal = {d["id"]: d["edu_signal"] for d in docs}
+    kept = pq.read_table(per_dump_stage / "00000.parquet").to_pylist()
+    assert kept and all(r["edu_signal"] == signal[r["id"]] for r in kept)  # carried over
+    per_dump = outcome(per_dump_stage)
     global_ = outcome(run_dedup(base, tmp_path / "global", engine="datasketch"))
     recrawled = [d["id"] for d in src[:10]]
     assert all(per_dump[i][0] == "kept" and per_dump[i + "-recrawl"][0] == "kept" for i in recrawled)
