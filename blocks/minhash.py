@@ -20,7 +20,6 @@ import re
 import struct
 import sys
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import regex
@@ -301,6 +300,3 @@ class MinhashSignatures(MinhashDedupSignature):
         with self.output_folder.open(path, mode="wb") as f:
             f.write(records.tobytes())
 
-
-def docs_index_path(work_folder: str | Path, rank: int) -> Path:
-    return Path(work_folder) / "docs" / f"{rank:05d}.parquet"
