@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 from pipelines.cli import main as winnow
 from pipelines.config import load_config
 
-TASKS = ["arc_easy", "winogrande", "lambada", "wikitext"]
+TASKS = ["arc_easy", "lambada", "wikitext"]
 
 
 def _sample(source: Path, out: Path, n: int) -> None:
@@ -33,8 +34,8 @@ def run(shared_data, tmp_path_factory):
             "preset": "cpu-tiny",
             "model_overrides": {"n_layer": 2, "d_model": 32, "n_head": 2, "d_ffn": 64, "context_length": 64,
                                 "corpus_vocab_size": 1024},
-            "tokens": 40 * 4 * 64, "batch_size": 4, "eval_every": 20, "seeds": [0, 1],
-            "tasks": TASKS, "eval_limit": 8, "wikitext_articles": 1,
+            "tokens": 30 * 4 * 64, "batch_size": 4, "eval_every": 15, "seeds": [0, 1],
+            "tasks": TASKS, "eval_limit": 6, "wikitext_articles": 1,
             "benchmarks_dir": str(shared_data / "benchmarks"),
         },
     }
@@ -56,10 +57,10 @@ def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
         assert (ablations / name / "logs" / "tokenize" / "completions").is_dir()  # launched through datatrove
         for seed in ("0", "1"):
             final = json.loads((ablations / name / f"seed-{seed}" / "final.json").read_text())
-            assert final["tokens_trained"] == 40 * 4 * 64 and final["final_val_loss"] < 7.0  # below ln(1024)=6.93
+            assert final["tokens_trained"] == 30 * 4 * 64 and final["final_val_loss"] < math.log(1024)  # better than uniform
             results = summary["runs"][seed]["eval"]
             assert set(results) == set(TASKS)
-            assert results["arc_easy"]["n"] == 8 and 0 <= results["arc_easy"]["acc_norm"] <= 1
+            assert results["arc_easy"]["n"] == 6 and 0 <= results["arc_easy"]["acc_norm"] <= 1
             assert results["wikitext"]["word_perplexity"] > 1
     # two seeds: different initial weights, so different losses
     s = json.loads((ablations / "legal" / "summary.json").read_text())["runs"]
