@@ -121,6 +121,8 @@ def markdown(ablations: dict, tasks: list[str], config_yaml: str, plot_name: str
     for name, a in ablations.items():
         out.append(f"| {name} | `{a['data']}` | {a['documents']:,} | {a['tokens']:,} |")
     out += ["", "## Loss", "", f"![loss curves]({plot_name})", "",
+            "Validation loss is measured on each ablation's own held-out tokens (the last 5 % of its stream), so it",
+            "compares seeds and training progress, not datasets; WikiText-2 perplexity is the shared held-out text.", "",
             "| ablation | final validation loss (mean ± half-spread over seeds) | per seed | WikiText-2 word perplexity |",
             "|---|---:|---|---:|"]
     for row in rows:
@@ -139,8 +141,16 @@ def markdown(ablations: dict, tasks: list[str], config_yaml: str, plot_name: str
     out += ["", "Items per task: " + ", ".join(f"{t} {n}" for t, n in n_items.items()) + ".",
             "", "## Ranking (average acc_norm; ± = half the spread between seeds)", ""]
     out += ranking_lines(rows)
-    out += ["", "With a small proxy and a short budget most benchmarks sit near chance; the validation loss and the",
-            "ranking's noise verdict say which differences can be trusted.", "",
+    errors = [s["eval"][t]["stderr"] for a in ablations.values() for s in a["seeds"].values() for t in mc_tasks
+              if t in s["eval"] and s["eval"][t].get("stderr") is not None]
+    if errors and mc_tasks:
+        # standard error of an average over k tasks: sqrt(mean of the per-task variances / k)
+        se_average = (sum(e * e for e in errors) / len(errors) / len(mc_tasks)) ** 0.5
+        out += ["", f"Besides the seeds, the benchmark sample itself is noisy: with these item counts the average has a",
+                f"binomial standard error of about ±{100 * se_average:.1f} points (the same items are used for every",
+                "ablation, so this error is shared; it bounds how far the numbers generalise to the full benchmarks)."]
+    out += ["", "With a small proxy and a short budget most benchmarks sit near chance: trust a ranking only when the",
+            "gap is larger than both the seed noise and the benchmark's standard error.", "",
             "## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     return "\n".join(out)
 
