@@ -70,3 +70,18 @@ def test_document_tokenizer_writes_every_document_once_with_eos(gpt2, fineweb_do
     # the same seed writes the same stream; another seed another order
     assert np.array_equal(_tokenize(fineweb_docs, tmp_path / "b", gpt2, seed=0), tokens)
     assert not np.array_equal(_tokenize(fineweb_docs, tmp_path / "c", gpt2, seed=1), tokens)
+
+
+def test_a_subset_folder_is_read_from_its_top_level_parquet(gpt2, fineweb_docs, tmp_path):
+    """A subset folder as later stages write it: *.parquet at the top, removed/ and logs/ below are not data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in fineweb_docs.read_text().splitlines()]
+    subset = tmp_path / "edu-3"
+    (subset / "removed" / "x").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows[:25]), subset / "00000.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[25:]), subset / "00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[:5]), subset / "removed" / "x" / "00000.parquet")
+    _tokenize(subset, tmp_path / "out", gpt2, seed=0)
+    assert count_documents(tmp_path / "out" / "tokens") == 40
