@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +112,6 @@ def train(cfg: TrainConfig) -> dict:
     vocab_size, eos_id = tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS)
     mcfg = preset(cfg.preset).with_vocab(vocab_size)
     if cfg.model_overrides:
-        from dataclasses import replace
-
         mcfg = replace(mcfg, **cfg.model_overrides)
     context = mcfg.context_length
     tokens = read_tokens(cfg.tokens_dir, vocab_size)
