@@ -54,9 +54,9 @@ def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str,
         scorer = EduScorer(
             classifier, batch_size=cfg.score.batch_size, device=cfg.score.device, threads=threads,
             exclusion_writer=ParquetWriter(str(out / "removed" / "unscorable"), f"{prefix}${{rank}}.parquet",
-                                           expand_metadata=True),
+                                           expand_metadata=True, max_file_size=-1),
         )
-        writer = ParquetWriter(str(out), f"{prefix}${{rank}}.parquet", expand_metadata=True)
+        writer = ParquetWriter(str(out), f"{prefix}${{rank}}.parquet", expand_metadata=True, max_file_size=-1)
         steps.append(Step(name=f"score-{name}" if prefix else "score", pipeline=[reader, scorer, writer], tasks=tasks))
     return steps
 
@@ -76,7 +76,7 @@ def finalize(stage_dir: str, step_names: list[str], classifier: str) -> None:
     histogram = {int(k.split("/", 1)[1]): v for k, v in counts.items() if k.startswith("int_score/")}
     write_summary(stage_dir, {
         "read": counts["documents"], "kept": counts["scored"], "removed": {"unscorable": unscorable},
-        "failed": {}, "skipped": {}, "classifier": classifier,
+        "failed": {}, "skipped": {}, "classifier": classifier, "classifier_sha256": classifier_fingerprint(classifier),
         "int_score_histogram": {k: histogram[k] for k in sorted(histogram)},
     })
     plot_score_histogram(stage_dir, Path(stage_dir) / "score_histogram.png")
@@ -105,6 +105,24 @@ def plot_score_histogram(scored_dir: str, png: Path, thresholds: list[int] = (2,
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def classifier_fingerprint(classifier: str) -> str:
+    """SHA-256 of the saved classifier's config.json (training-data hash, calibration, hyperparameters)."""
+    import hashlib
+
+    return hashlib.sha256((Path(classifier) / "config.json").read_bytes()).hexdigest()
+
+
+def _refuse_mixing_classifiers(out: Path, classifier: str) -> None:
+    """A re-run resumes the unfinished tasks; it must not mix scores of two different classifiers."""
+    marker = out / "classifier.sha256"
+    current = classifier_fingerprint(classifier)
+    if marker.exists() and marker.read_text().strip() != current:
+        raise ConfigError(f"{out} holds scores from another classifier (config.json changed since); "
+                          f"delete {out} to re-score with {classifier}")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(current + "\n")
 
 
 def _readers_for(files: list[str], text_key: str = "text", id_key: str = "id") -> list[tuple[str, object]]:
@@ -169,6 +187,7 @@ def run(cfg: RunConfig | None, args) -> int:
     if not (Path(classifier) / "config.json").exists():
         raise ConfigError(f"no saved classifier at {classifier}; run `winnow train-classifier` or pass --classifier")
     classifier = str(Path(classifier).resolve())
+    _refuse_mixing_classifiers(out, classifier)
     steps = scoring_steps(readers, out, classifier, run_cfg, tasks)
     launch(run_cfg, stage, steps, functools.partial(finalize, str(out), [s.name for s in steps], classifier))
     summary = __import__("json").loads((out / "summary.json").read_text())

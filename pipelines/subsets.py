@@ -28,7 +28,7 @@ def subset_step(source: Path, out: Path, thresholds: list[int], tasks: int) -> S
     from blocks.edu_subsets import EduSubsetWriter
 
     def writer(folder: Path) -> ParquetWriter:
-        return ParquetWriter(str(folder), "${rank}.parquet", expand_metadata=True)
+        return ParquetWriter(str(folder), "${rank}.parquet", expand_metadata=True, max_file_size=-1)  # one file per task
 
     names = ["all"] + [f"edu-{t}" for t in thresholds]
     reader = ParquetReader(str(source), glob_pattern="*.parquet", recursive=False)

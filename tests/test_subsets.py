@@ -1,8 +1,10 @@
 """The whole educational-quality path on a small run folder, through the `winnow` command:
 train-classifier (fastText, real Llama-3 labels) → score (base/ Parquet of real FineWeb documents) → subsets."""
 
+import argparse
 import gzip
 import json
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,6 +12,8 @@ import pytest
 import yaml
 
 from pipelines.cli import main as winnow
+from pipelines.config import ConfigError, load_config
+from pipelines.score import run as score
 
 BASE_COLUMNS = ["text", "id", "dump", "url", "date", "file_path", "language", "language_score", "token_count"]
 
@@ -74,6 +78,19 @@ def test_score_keeps_every_document_with_a_score_or_a_reason(run):
     assert set(scored[0]) >= set(BASE_COLUMNS) | {"score", "int_score"}
     assert all(r["int_score"] == round(min(5, max(0, r["score"]))) for r in scored)
     assert (folder / "score_histogram.png").stat().st_size > 5000
+    assert sorted(p.name for p in folder.glob("*.parquet")) == ["00000.parquet", "00001.parquet"]  # one per task
+
+
+def test_rescoring_with_another_classifier_is_refused_not_mixed(run, tmp_path):
+    folder, cfg, _ = run
+    other = tmp_path / "other-classifier"
+    shutil.copytree(folder / "classifier", other)
+    config = json.loads((other / "config.json").read_text())
+    config["calibration"] = {"3": 0.0}
+    (other / "config.json").write_text(json.dumps(config))
+    args = argparse.Namespace(input=None, output=None, classifier=str(other))
+    with pytest.raises(ConfigError, match="another classifier"):
+        score(load_config(cfg, check_inputs=False), args)
 
 
 def test_subsets_are_exactly_the_documents_above_each_threshold(run):
