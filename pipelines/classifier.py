@@ -56,7 +56,9 @@ def load_label_sets(cfg: RunConfig):
     fit_rows, held_rows = _stratified_split(train.scores, 0.2, c.seed)
     held = train.subset(sorted(held_rows))
     held.source = f"{source} (20 % held out)"
-    return train.subset(sorted(fit_rows)), held
+    fit = train.subset(sorted(fit_rows))
+    fit.skipped = train.skipped
+    return fit, held
 
 
 def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
@@ -71,6 +73,10 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     train_set, eval_set = load_label_sets(cfg)
     log(f"winnow: train-classifier: {settings.backbone} on {len(train_set)} labels {train_set.histogram()}, "
         f"evaluating on {len(eval_set)}")
+    classes = [k for k, n in train_set.histogram().items() if n]
+    if len(classes) < 2:
+        log(f"winnow: train-classifier: warning: every label is {classes[0]}; the classifier cannot learn to rank "
+            f"(an annotator that gives one score to everything, e.g. the embedded SmolLM2 default)")
     cache = EmbeddingCache(settings.cache_dir, settings.encoder, settings.max_tokens) \
         if settings.backbone == "embed" else None
 
