@@ -92,5 +92,5 @@ def test_gpu_bf16_scores_match_cpu(shared_data, val_docs, tmp_path):
         iter(Document(text=t, id=str(i)) for i, t in enumerate(texts)))]
     cpu = EduClassifier.load(folder, device="cpu").predict(texts)
     assert len(gpu) == len(texts)
-    np.testing.assert_allclose(gpu, cpu, atol=0.15)
+    np.testing.assert_allclose(gpu, cpu, atol=0.2)  # bf16 encoder vs float32
     assert np.corrcoef(gpu, cpu)[0, 1] > 0.99
