@@ -24,6 +24,15 @@ class EmbeddingCache:
     def __init__(self, folder: str | Path, encoder: str, max_tokens: int):
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(encoder).name or encoder)
         self.folder = Path(folder) / f"{name}-{max_tokens}"
+        self.loaded_version = None
+        self._load()
+
+    def _version(self):
+        keys = self.folder / "keys.txt"
+        return keys.stat().st_mtime_ns if keys.exists() else None
+
+    def _load(self) -> None:
+        """(Re)read the folder: another EmbeddingCache on the same folder may have added vectors since."""
         self.keys: list[str] = []
         self.vectors = np.zeros((0, 0), dtype=np.float32)
         if (self.folder / "keys.txt").exists() and (self.folder / "vectors.npy").exists():
@@ -32,9 +41,12 @@ class EmbeddingCache:
             if len(self.keys) != len(self.vectors):  # a half-written cache: start again rather than mis-align
                 self.keys, self.vectors = [], np.zeros((0, 0), dtype=np.float32)
         self.index = {key: i for i, key in enumerate(self.keys)}
+        self.loaded_version = self._version()
 
     def embed(self, texts: list[str], encode) -> np.ndarray:
         """Vectors for `texts`; only the texts not cached yet go through `encode(list[str]) -> array`."""
+        if self._version() != self.loaded_version:
+            self._load()  # never overwrite what another instance saved
         keys = [text_key(t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.index))
         first_text = {k: t for k, t in zip(keys, texts)}
@@ -54,3 +66,4 @@ class EmbeddingCache:
         (self.folder / "keys.tmp").write_text("\n".join(self.keys) + "\n")
         (self.folder / "vectors.tmp.npy").replace(self.folder / "vectors.npy")
         (self.folder / "keys.tmp").replace(self.folder / "keys.txt")
+        self.loaded_version = self._version()

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from classifiers.embedding_cache import EmbeddingCache
 from classifiers.evaluate import evaluate, write_report
 from classifiers.labels import load_labels
 from classifiers.model import ScoreCalibration
@@ -110,3 +111,19 @@ def test_evaluate_reports_fineweb_edu_metrics_and_writes_the_report(tmp_path):
     assert "F1 of score ≥ 3" in (tmp_path / "eval.md").read_text()
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 5000
     assert (tmp_path / "learning_curve.png").stat().st_size > 5000
+
+
+def test_two_embedding_caches_on_one_folder_keep_each_others_vectors(tmp_path, llama3):
+    """train-classifier holds one cache while train() writes through another; neither may lose the other's rows.
+    (The encoder here is a cheap stand-in — character statistics — because only the cache is under test.)"""
+    def encode(texts):
+        return np.array([[len(t), t.count(" "), t.count("."), t.count("\n")] for t in texts], dtype=np.float32)
+
+    texts = llama3[1].texts[:30]
+    early, late = EmbeddingCache(tmp_path, "enc", 64), EmbeddingCache(tmp_path, "enc", 64)
+    early.embed(texts[:20], encode)
+    late.embed(texts[20:], encode)
+    early.embed(texts[:5], encode)  # a later write by the stale instance
+    merged = EmbeddingCache(tmp_path, "enc", 64)
+    assert len(merged.keys) == 30
+    np.testing.assert_array_equal(merged.embed(texts, lambda missing: 1 / 0), encode(texts))
