@@ -101,6 +101,11 @@ def tokenize(cfg: RunConfig, ablation: AblationSource, tokenizer_path: Path, fol
     pipeline = tokenize_pipeline(ablation.data, folder / "tokens", tokenizer_path,
                                  seed=cfg.ablate.seeds[0], text_key=ablation.text_key)
     launch(cfg, f"{STAGE}/{ablation.name}", [Step("tokenize", pipeline, tasks=1, workers=1)])
+    if cfg.executor.kind == "slurm":
+        # On Slurm `launch` returns at submission; training reads these tokens in this process, so wait for them.
+        from pipelines.slurm import wait_for_stage
+
+        wait_for_stage(cfg, f"{STAGE}/{ablation.name}", timeout=24 * 3600)
 
 
 def train_config(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, seed_dir: Path, seed: int):
