@@ -9,6 +9,9 @@ never reaches a subset and never disappears silently.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
@@ -31,8 +34,18 @@ def unscorable_reason(text) -> str | None:
     return None
 
 
+def int_score(score: float) -> int:
+    """FineWeb-Edu's int_score: the score clamped to 0–5, then rounded (half to even, as Python's round)."""
+    return int(np.rint(np.clip(float(score), 0, 5)))
+
+
 class EduScorer(PipelineStep):
-    """Batches documents through a saved classifier (a `winnow train-classifier` folder)."""
+    """Batches documents through a saved classifier (a `winnow train-classifier` folder).
+
+    `load_classifier(folder, device, batch_size)` returns an object whose `predict(texts)` gives one float per
+    text (winnow's is `classifiers.saved.EduClassifier.load`); it is passed in so that this block depends on
+    nothing but datatrove and can score with anyone's model.
+    """
 
     name = "EduScorer"
     type = "SCORER"
@@ -40,6 +53,7 @@ class EduScorer(PipelineStep):
     def __init__(
         self,
         classifier_dir: str,
+        load_classifier: Callable[[str, str, int], Any],
         batch_size: int | None = None,  # default: 64 on CPU, 512 on a GPU (bf16)
         device: str = "auto",  # "auto" = CUDA when torch sees one, else CPU
         threads: int | None = None,  # torch CPU threads per task (one task per core avoids oversubscription)
@@ -47,6 +61,7 @@ class EduScorer(PipelineStep):
     ):
         super().__init__()
         self.classifier_dir = classifier_dir
+        self.load_classifier = load_classifier
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
@@ -55,14 +70,13 @@ class EduScorer(PipelineStep):
     def _load(self):
         import torch
 
-        from classifiers.saved import EduClassifier, resolve_device
-
         if self.threads:
             torch.set_num_threads(self.threads)
-        device = resolve_device(self.device)
-        on_gpu = device.startswith("cuda")
-        batch_size = self.batch_size or (512 if on_gpu else 64)
-        return EduClassifier.load(self.classifier_dir, device=device, batch_size=batch_size), batch_size
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        batch_size = self.batch_size or (512 if device.startswith("cuda") else 64)
+        return self.load_classifier(self.classifier_dir, device, batch_size), batch_size
 
     def _score(self, classifier, docs: list[Document]) -> list[tuple[Document, float | None, str | None]]:
         """(doc, score, None) or (doc, None, reason); a failing batch is retried one document at a time."""
@@ -85,8 +99,6 @@ class EduScorer(PipelineStep):
             self.exclusion_writer.write(doc, rank)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from classifiers.saved import int_scores
-
         classifier, batch_size = self._load()
         writer = self.exclusion_writer if self.exclusion_writer is not None else _NoWriter()
         with writer:
@@ -107,7 +119,7 @@ class EduScorer(PipelineStep):
                             self._exclude(scored, reason, rank)
                             continue
                         scored.metadata["score"] = score
-                        scored.metadata["int_score"] = int(int_scores([score])[0])
+                        scored.metadata["int_score"] = int_score(score)
                         self.stat_update("scored", f"int_score/{scored.metadata['int_score']}")
                         yield scored
                     batch = []

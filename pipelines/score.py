@@ -45,6 +45,7 @@ def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str,
     from datatrove.pipeline.writers import ParquetWriter
 
     from blocks.edu_scorer import EduScorer
+    from classifiers.saved import EduClassifier
 
     workers = cfg.executor.workers if cfg.executor.workers > 0 else tasks
     threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, tasks)))
@@ -52,7 +53,7 @@ def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str,
     for name, reader in readers:
         prefix = "" if len(readers) == 1 else f"{name}-"
         scorer = EduScorer(
-            classifier, batch_size=cfg.score.batch_size, device=cfg.score.device, threads=threads,
+            classifier, EduClassifier.load, batch_size=cfg.score.batch_size, device=cfg.score.device, threads=threads,
             exclusion_writer=ParquetWriter(str(out / "removed" / "unscorable"), f"{prefix}${{rank}}.parquet",
                                            expand_metadata=True, max_file_size=-1),
         )

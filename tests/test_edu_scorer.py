@@ -46,7 +46,7 @@ def test_every_document_is_scored_or_excluded_with_a_reason(saved_fasttext, val_
     LocalPipelineExecutor(
         pipeline=[
             ParquetReader(str(tmp_path / "in"), adapter=keep_empty_text),
-            EduScorer(saved_fasttext, batch_size=50,
+            EduScorer(saved_fasttext, EduClassifier.load, batch_size=50,
                       exclusion_writer=ParquetWriter(str(tmp_path / "removed"), expand_metadata=True)),
             ParquetWriter(str(tmp_path / "out"), expand_metadata=True),
         ],
@@ -70,7 +70,7 @@ def test_text_that_is_not_valid_unicode_is_counted_not_crashed(saved_fasttext, v
     docs = [Document(text=val_docs[0]["text"], id="good"),
             Document(text="broken \ud800 surrogate from a bad JSON escape", id="surrogate"),
             Document(text=b"\xff\xfe not utf-8", id="bytes")]
-    scorer = EduScorer(saved_fasttext, batch_size=8)
+    scorer = EduScorer(saved_fasttext, EduClassifier.load, batch_size=8)
     out = list(scorer.run(iter(docs)))
     assert [d.id for d in out] == ["good"] and 0 <= out[0].metadata["int_score"] <= 5
     assert scorer.stats["unscorable/encoding_error"].total == 2
@@ -88,7 +88,7 @@ def test_gpu_bf16_scores_match_cpu(shared_data, val_docs, tmp_path):
     classifier, _ = train(labels, TrainSettings(backbone="embed", max_tokens=256, device="cuda", calibration_folds=3))
     folder = classifier.save(tmp_path / "embed")
     texts = [r["text"] for r in val_docs]
-    gpu = [d.metadata["score"] for d in EduScorer(str(folder), device="cuda", batch_size=512).run(
+    gpu = [d.metadata["score"] for d in EduScorer(str(folder), EduClassifier.load, device="cuda", batch_size=512).run(
         iter(Document(text=t, id=str(i)) for i, t in enumerate(texts)))]
     cpu = EduClassifier.load(folder, device="cpu").predict(texts)
     assert len(gpu) == len(texts)
