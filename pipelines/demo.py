@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from pipelines.config import RunConfig
+from pipelines.summary import check_invariant, total
 
 # (stage name, module, extra CLI arguments the stage's run() reads)
 DEMO_STAGES = [
@@ -55,6 +56,19 @@ def run(cfg: RunConfig, args: argparse.Namespace) -> int:
         if code:
             print(f"winnow demo: stage {name} failed (exit {code}); fix it and run `make demo` again", file=sys.stderr)
             return code
+    print_accounting(Path(cfg.output_dir))
     report = Path(cfg.output_dir) / "report" / "index.html"
     print(f"\nwinnow demo: finished in {time.time() - started:.0f} s. Report: {report.resolve()}")
     return 0
+
+
+def print_accounting(run_dir: Path) -> None:
+    """Every stage's summary.json, checked once more: read = kept + Σremoved + Σfailed (raises if not)."""
+    print(f"\n{'stage':<28}{'read':>8}{'kept':>8}{'removed':>9}{'failed':>8}")
+    for path in sorted(run_dir.glob("*/summary.json")) + sorted(run_dir.glob("*/*/summary.json")):
+        summary = json.loads(path.read_text())
+        if "read" not in summary:
+            continue
+        check_invariant(summary)
+        print(f"{str(path.parent.relative_to(run_dir)):<28}{summary['read']:>8}{summary['kept']:>8}"
+              f"{total(summary.get('removed', {})):>9}{total(summary.get('failed', {})):>8}")
