@@ -71,7 +71,7 @@ def _markdown(m: dict, curve: list[dict], about: dict) -> str:
         f"Trained on {about['train_rows']} labels from `{about['train_source']}`; evaluated on {m['n']} held-out "
         f"labels from `{about['eval_source']}`.",
         "",
-        f"| metric | value |", "|---|---|",
+        "| metric | value |", "|---|---|",
         f"| F1 of score ≥ {m['threshold']} | **{m['f1']:.3f}** (95 % bootstrap interval "
         f"{m['f1_ci95'][0]:.2f}–{m['f1_ci95'][1]:.2f}) |",
         f"| precision / recall of score ≥ {m['threshold']} | {m['precision']:.3f} / {m['recall']:.3f} |",

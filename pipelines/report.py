@@ -1,12 +1,11 @@
 """`winnow report`: the run's report in <output_dir>/report/ (report.md, index.html, plots).
 
-Today it holds the ablation comparison (`write_ablation_report`); the run-wide report can call that
-function and add its own sections around it.
+`run` writes the whole-run report (pipelines/run_report.py); the ablation comparison
+(`write_ablation_report`, also written alone to report/ablations/) is its Ablations section.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml

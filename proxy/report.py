@@ -146,7 +146,7 @@ def markdown(ablations: dict, tasks: list[str], config_yaml: str, plot_name: str
     if errors and mc_tasks:
         # standard error of an average over k tasks: sqrt(mean of the per-task variances / k)
         se_average = (sum(e * e for e in errors) / len(errors) / len(mc_tasks)) ** 0.5
-        out += ["", f"Besides the seeds, the benchmark sample itself is noisy: with these item counts the average has a",
+        out += ["", "Besides the seeds, the benchmark sample itself is noisy: with these item counts the average has a",
                 f"binomial standard error of about ±{100 * se_average:.1f} points (the same items are used for every",
                 "ablation, so this error is shared; it bounds how far the numbers generalise to the full benchmarks)."]
     out += ["", "With a small proxy and a short budget most benchmarks sit near chance: trust a ranking only when the",
