@@ -36,7 +36,6 @@ from pipelines.summary import AccountingError, write_summary
 
 STAGE = "annotations"  # <output_dir>/annotations/ (data, logs/, summary.json); the command is `winnow annotate`
 STEP = "annotate"
-SOURCE_STAGES = ("dedup", "base")  # the latest one that has documents is sampled by default
 EMBEDDED_NOTE = (
     "embedded default annotator (SmolLM2-135M-Instruct, CPU): exercises the stage end to end but has no useful "
     "judgement of educational value (Spearman vs Llama-3-70B labels -0.25 on 120 documents; it rates nearly all 1); "
@@ -50,20 +49,7 @@ def annotations_dir(cfg: RunConfig) -> Path:
 
 # ---- which documents ------------------------------------------------------------------------------------------
 def source_dir(cfg: RunConfig) -> Path:
-    if cfg.annotate.source:
-        folder = Path(cfg.annotate.source)
-        if not any(folder.glob("*.parquet")):
-            raise ConfigError(f"{cfg.source_file}: annotate.source: no *.parquet in {folder}")
-        return folder
-    for stage in SOURCE_STAGES:
-        folder = cfg.stage_dir(stage)
-        if any(folder.glob("*.parquet")):
-            if not (folder / "summary.json").is_file():  # still running, or killed: its output is partial
-                raise ConfigError(f"{cfg.source_file}: {folder} is not finished (no summary.json); finish "
-                                  f"`winnow {stage}` first, or set annotate.source")
-            return folder
-    raise ConfigError(f"{cfg.source_file}: nothing to annotate: no *.parquet in {cfg.stage_dir('dedup')} or "
-                      f"{cfg.stage_dir('base')} (run `winnow base` first, or set annotate.source)")
+    return cfg.documents_source(cfg.annotate.source, "annotate.source", "annotate")
 
 
 def choose_rows(keys: list, n: int, seed: int) -> list[int]:

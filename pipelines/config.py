@@ -331,6 +331,25 @@ class RunConfig(Section):
     def stage_dir(self, stage: str) -> Path:
         return Path(self.output_dir) / stage
 
+    def documents_source(self, override: str | None, key: str, command: str, require_finished: bool = True) -> Path:
+        """The folder of Parquet documents a later stage reads: `override` (the `key` setting) when given, else
+        the latest of dedup/ or base/. With `require_finished`, a folder without summary.json (still running,
+        or killed: its output is partial) is refused rather than read."""
+        if override:
+            folder = Path(override)
+            if not any(folder.glob("*.parquet")):
+                raise ConfigError(f"{self.source_file}: {key}: no *.parquet in {folder}")
+            return folder
+        for stage in ("dedup", "base"):
+            folder = self.stage_dir(stage)
+            if any(folder.glob("*.parquet")):
+                if require_finished and not (folder / "summary.json").is_file():
+                    raise ConfigError(f"{self.source_file}: {folder} is not finished (no summary.json); finish "
+                                      f"`winnow {stage}` first, or set {key}")
+                return folder
+        raise ConfigError(f"{self.source_file}: nothing to {command}: no *.parquet in {self.stage_dir('dedup')} or "
+                          f"{self.stage_dir('base')} (run `winnow base` first, or set {key})")
+
 
 def _apply_override(data: dict, assignment: str, source: str) -> None:
     if "=" not in assignment:

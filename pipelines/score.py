@@ -30,14 +30,8 @@ def keep_empty_text(self, data: dict, path: str, id_in_file):
 
 
 def source_folder(cfg: RunConfig) -> Path:
-    if cfg.score.source:
-        return Path(cfg.score.source)
-    for stage in ("dedup", "base"):
-        folder = cfg.stage_dir(stage)
-        if list(folder.glob("*.parquet")):
-            return folder
-    raise ConfigError(f"{cfg.source_file}: nothing to score: no Parquet files in {cfg.stage_dir('dedup')} or "
-                      f"{cfg.stage_dir('base')}; run `winnow base` first or set score.source")
+    # scoring only reads whole Parquet files and resumes per task, so it does not insist on a finished upstream
+    return cfg.documents_source(cfg.score.source, "score.source", "score", require_finished=False)
 
 
 def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig, tasks: int) -> list[Step]:

