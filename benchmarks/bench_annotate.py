@@ -45,8 +45,8 @@ def main(argv=None) -> int:
 
     from scipy.stats import spearmanr
 
-    from pipelines.cli import main as winnow
-    from pipelines.summary import read_summary
+    from winnow.pipelines.cli import main as winnow
+    from winnow.pipelines.summary import read_summary
 
     out = Path(args.out)
     labels = build_base(out / "base")
@@ -59,10 +59,10 @@ def main(argv=None) -> int:
     import pyarrow.parquet as pq
 
     rows = []
-    for path in sorted((out / "annotations").glob("*.parquet")):
+    for path in sorted((out / "annotate").glob("*.parquet")):
         rows.extend(pq.read_table(path, columns=["id", "score", "score_expected"]).to_pylist())
     scored = [r for r in rows if r["score"] is not None]
-    summary = read_summary(out / "annotations")
+    summary = read_summary(out / "annotate")
     truth = [labels[r["id"]] for r in scored]
     result = {
         "documents": len(rows), "scored": len(scored), "parse_rate": summary["parse_rate"],

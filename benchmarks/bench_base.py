@@ -5,7 +5,7 @@
     (2) ours    `winnow base` pipeline with trafilatura (same settings as FineWeb) and its language pre-screen;
                 also without the pre-screen (trafilatura on every page, FineWeb-exact), and that once more with
                 datatrove's worker-process timeout instead of ours (in-process CPU-time limit)
-    (3) ours    with the fast extractor(s) registered in blocks.extractors.EXTRACTORS (resiliparse, ...)
+    (3) ours    with the fast extractor(s) registered in winnow.blocks.extractors.EXTRACTORS (resiliparse, ...)
 
 Each runs as one datatrove task on one core (LocalPipelineExecutor, workers=1), end to end: reading the WARC,
 writing Parquet/JSONL and the removed documents. Printed: documents/s per core — on CPU time (user+sys of the
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PAGES = ROOT / ".." / "shared" / "data" / "warc" / "pages"
 
-from pipelines.executors import offline_environment  # noqa: E402
+from winnow.pipelines.execution import offline_environment  # noqa: E402
 
 offline_environment()
 
@@ -51,7 +51,7 @@ def stock_fineweb_pipeline(inputs: str, pattern: str, out: Path, limit: int) -> 
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    from blocks.filters.language import LocalFT176LID
+    from winnow.blocks.filters.language import LocalFT176LID
 
     language = LanguageFilter(languages=["en"], language_threshold=0.65,
                               exclusion_writer=JsonlWriter(f"{out}/removed/3_non_english"))
@@ -71,8 +71,8 @@ def stock_fineweb_pipeline(inputs: str, pattern: str, out: Path, limit: int) -> 
 
 def our_pipeline(files: list[str], out: Path, extractor: str, limit: int, isolation: str | None = None,
                  filters: dict | None = None) -> list:
-    from pipelines.base import build_pipeline
-    from pipelines.config import RunConfig
+    from winnow.pipelines.stages.base import build_pipeline
+    from winnow.pipelines.config import RunConfig
 
     cfg = RunConfig.model_validate({
         "name": "bench", "output_dir": str(out), "input": {"paths": files, "format": "warc", "limit": limit},
@@ -139,7 +139,7 @@ def main() -> int:
                                                            "registered except trafilatura)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    from blocks.extractors import EXTRACTORS
+    from winnow.blocks.extractors import EXTRACTORS
 
     files = sorted(glob.glob(str(PAGES / "pages-*.warc.gz")))[: args.shards]
     workdir = Path(tempfile.mkdtemp(prefix="bench_base_"))

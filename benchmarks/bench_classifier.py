@@ -22,16 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.executors import offline_environment  # noqa: E402
+from winnow.pipelines.execution import offline_environment  # noqa: E402
 
 offline_environment()
 
 import torch  # noqa: E402
 
-from classifiers.embedding_cache import EmbeddingCache  # noqa: E402
-from classifiers.evaluate import evaluate  # noqa: E402
-from classifiers.labels import load_labels  # noqa: E402
-from classifiers.train import TrainSettings, cpu_seconds, train  # noqa: E402
+from winnow.classifiers.embedding_cache import EmbeddingCache  # noqa: E402
+from winnow.classifiers.evaluate import evaluate  # noqa: E402
+from winnow.classifiers.labels import load_labels  # noqa: E402
+from winnow.classifiers.train import TrainSettings, cpu_seconds, train  # noqa: E402
 
 LABELS = ROOT / ".." / "shared" / "data" / "annotations" / "fineweb-edu-llama3"
 

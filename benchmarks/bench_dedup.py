@@ -38,7 +38,7 @@ def build_corpus(base: Path, n_docs: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from blocks.dedup_filter import FINEWEB_FIELDS
+    from winnow.blocks.dedup.filter import FINEWEB_FIELDS
 
     texts = []
     for path, key in [(DATA / "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz", "id"),
@@ -89,8 +89,8 @@ def run_reference(work: Path, base: Path) -> None:
 
 
 def run_winnow(work: Path, base: Path, engine: str) -> None:
-    from pipelines.config import RunConfig
-    from pipelines.dedup import run
+    from winnow.pipelines.config import RunConfig
+    from winnow.pipelines.stages.dedup import run
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "base").symlink_to(base.resolve())
@@ -114,8 +114,8 @@ def one(kind: str, work: Path, base: Path) -> None:
     import spacy
     from datatrove.executor import LocalPipelineExecutor  # noqa: F401
 
-    import blocks.minhash  # noqa: F401
-    import pipelines.dedup  # noqa: F401
+    import winnow.blocks.dedup.minhash  # noqa: F401
+    import winnow.pipelines.stages.dedup  # noqa: F401
 
     spacy.blank("en")
     steps = {}  # CPU seconds per datatrove step (each step is one LocalPipelineExecutor.run, in this process)
@@ -167,7 +167,7 @@ def documents_with_shingles(base: Path) -> set[str]:
     """Ids of the documents with at least one 5-gram (the others get no MinHash signature)."""
     import pyarrow.parquet as pq
 
-    from blocks.minhash import FastWordSplitter, normalize_for_minhash
+    from winnow.blocks.dedup.minhash import FastWordSplitter, normalize_for_minhash
 
     splitter = FastWordSplitter()
     ids = set()

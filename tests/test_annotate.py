@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from classifiers.parsing import parse_score
-from pipelines import annotate
-from pipelines.config import ConfigError, RunConfig, load_config
-from pipelines.summary import read_summary
+from winnow.classifiers.parsing import parse_score
+from winnow.pipelines import annotate
+from winnow.pipelines.config import ConfigError, RunConfig, load_config
+from winnow.pipelines.summary import read_summary
 
-WINNOW = [sys.executable, "-m", "pipelines.cli"]
+WINNOW = [sys.executable, "-m", "winnow.pipelines.cli"]
 
 
 # ---- real documents ---------------------------------------------------------------------------------------------
@@ -63,13 +63,13 @@ def winnow_annotate(config: Path, *sets: str, timeout: float = 300) -> subproces
 
 def rows_of(run_dir: Path) -> list[dict]:
     rows = []
-    for path in sorted((run_dir / "annotations").glob("*.parquet")):
+    for path in sorted((run_dir / "annotate").glob("*.parquet")):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
 
 
 def sampled_ids(run_dir: Path) -> set[str]:
-    return {i for p in (run_dir / "annotations" / "sample").glob("*.parquet")
+    return {i for p in (run_dir / "annotate" / "sample").glob("*.parquet")
             for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
 
 
@@ -136,7 +136,7 @@ def test_annotator_config_is_checked_at_load(tmp_path):
 # ---- the real server --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
-    from classifiers.local_server import LocalServer, ensure_model_dir
+    from winnow.classifiers.local_server import LocalServer, ensure_model_dir
 
     log = tmp_path_factory.mktemp("server") / "serve.log"
     with LocalServer(ensure_model_dir(), threads=1, log_path=log) as server:
@@ -204,7 +204,7 @@ class FaultyProxy:
 
 
 def run_in_process(config: Path, *sets: str) -> int:
-    from pipelines.cli import main
+    from winnow.pipelines.cli import main
 
     return main(["annotate", "-c", str(config), *sum((["--set", s] for s in sets), [])])
 
@@ -224,7 +224,7 @@ def test_faults_that_never_clear_end_as_failed_with_their_reason(tmp_path, base_
     assert all(r["status"] == "failed" and r["score"] is None and r["attempts"] == 2 for r in rows)
     errors = sorted(r["error"].split(" | ")[0].split(":")[0] for r in rows)
     assert errors == ["HTTP 500", "malformed reply", "timeout after 1 s"]
-    summary = read_summary(tmp_path / "run" / "annotations")
+    summary = read_summary(tmp_path / "run" / "annotate")
     assert (summary["requested"], summary["scored"], summary["unparseable"], summary["failed"]) == (3, 0, 0, 3)
     assert summary["reasons"]["failed"] == {"HTTP 500": 1, "malformed reply": 1, "timeout after 1 s": 1}
 
@@ -256,7 +256,7 @@ def test_transient_faults_are_retried_until_the_real_server_scores(tmp_path, bas
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert b"sk-test-4c1d" not in path.read_bytes(), path
-    summary = read_summary(tmp_path / "run" / "annotations")
+    summary = read_summary(tmp_path / "run" / "annotate")
     assert summary["scored"] == 2 and summary["attempts"] == {"2": 1, "3": 1} and sum(summary["histogram"].values()) == 2
 
 
@@ -273,7 +273,7 @@ def test_real_answer_without_a_score_line_is_unparseable_after_retries(tmp_path,
     assert row["response"] and row["completion_tokens"] == 2  # one token per attempt
     reason = "no 'Educational score: N' statement"
     assert parse_score(row["response"]).reason == reason and row["error"] == f"{reason} | {reason}"
-    summary = read_summary(tmp_path / "run" / "annotations")
+    summary = read_summary(tmp_path / "run" / "annotate")
     assert summary["unparseable"] == 1 and summary["removed"] == {"unparseable": {reason: 1}}
     assert summary["parse_rate"] == 0.0 and summary["tokens"]["completion"] == 2
 
@@ -286,7 +286,7 @@ def test_unreachable_server_fails_fast_with_one_message(tmp_path, base_dir, caps
     assert time.monotonic() - started < 30
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "annotator endpoint http://127.0.0.1:9 is unreachable" in err[0]
-    assert not (tmp_path / "run" / "annotations").exists()  # nothing started, nothing to clean up
+    assert not (tmp_path / "run" / "annotate").exists()  # nothing started, nothing to clean up
 
 
 @pytest.mark.slow
@@ -315,14 +315,14 @@ def test_server_dying_midway_leaves_every_document_accounted_for(tmp_path, base_
     assert sorted(r["id"] for r in rows) == sorted(sampled_ids(run_dir))
     failed = [r for r in rows if r["status"] == "failed"]
     assert failed and all(r["attempts"] == 2 and "server unreachable" in r["error"] for r in failed)
-    summary = read_summary(run_dir / "annotations")
+    summary = read_summary(run_dir / "annotate")
     assert summary["requested"] == 4 == summary["scored"] + summary["unparseable"] + summary["failed"]
     assert summary["failed"] == len(failed) and summary["reasons"]["failed"] == {"server unreachable": len(failed)}
 
 
 # ---- the embedded default, end to end ----------------------------------------------------------------------------
 def _done_in_checkpoints(run_dir: Path, per_chunk: int) -> int:
-    checkpoints = run_dir / "annotations" / "checkpoints"
+    checkpoints = run_dir / "annotate" / "checkpoints"
     last = checkpoints / "last_chunk" / "00000.txt"
     done = (int(last.read_text()) + 1) * per_chunk if last.is_file() and last.read_text().strip() else 0
     for chunk in checkpoints.glob("00000/chunk_*.jsonl"):
@@ -359,7 +359,7 @@ def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_p
         first.send_signal(signal.SIGKILL)
         first.wait()
     done_before = _done_in_checkpoints(run_dir, 2)
-    [pid_file] = (run_dir / "annotations" / "logs" / "server").glob("*.pid")
+    [pid_file] = (run_dir / "annotate" / "logs" / "server").glob("*.pid")
     server = psutil.Process(int(pid_file.read_text()))
     assert server in children
     # the embedded server goes by itself (it is told to die with its parent) ...
@@ -370,7 +370,7 @@ def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_p
     for child in children:
         if child != server and child.is_running():
             child.kill()
-    assert not (run_dir / "annotations" / "summary.json").exists()
+    assert not (run_dir / "annotate" / "summary.json").exists()
 
     second = winnow_annotate(config)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -378,14 +378,14 @@ def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_p
     assert sorted(r["id"] for r in rows) == sorted(sampled_ids(run_dir))  # each sampled document exactly once
     assert all(r["status"] == "scored" and 0 <= r["score"] <= 5 for r in rows)
     # the rerun asked the server only for the documents the killed run had not finished
-    logs = sorted((run_dir / "annotations" / "logs" / "server").glob("*.log"), key=lambda p: p.stat().st_mtime)
+    logs = sorted((run_dir / "annotate" / "logs" / "server").glob("*.log"), key=lambda p: p.stat().st_mtime)
     assert _server_requests(logs[-1]) == 4 - done_before
-    summary = read_summary(run_dir / "annotations")
+    summary = read_summary(run_dir / "annotate")
     assert (summary["requested"], summary["scored"], summary["failed"]) == (4, 4, 0)
-    assert "no useful judgement" in summary["note"] and (run_dir / "annotations" / "score_histogram.png").stat().st_size
+    assert "no useful judgement" in summary["note"] and (run_dir / "annotate" / "score_histogram.png").stat().st_size
 
     assert run_in_process(config) == 0  # complete: nothing is annotated again
-    assert len(rows_of(run_dir)) == 4 and read_summary(run_dir / "annotations") == summary
-    assert len(sorted((run_dir / "annotations" / "logs" / "server").glob("*.log"))) == 2  # no server started
+    assert len(rows_of(run_dir)) == 4 and read_summary(run_dir / "annotate") == summary
+    assert len(sorted((run_dir / "annotate" / "logs" / "server").glob("*.log"))) == 2  # no server started
 
 

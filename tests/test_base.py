@@ -6,10 +6,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from blocks.writers import FINEWEB_COLUMNS
-from pipelines import base
-from pipelines.config import load_config
-from pipelines.summary import check_invariant, total
+from winnow.blocks.writers.parquet import FINEWEB_COLUMNS
+from winnow.pipelines import base
+from winnow.pipelines.config import load_config
+from winnow.pipelines.summary import check_invariant, total
 
 
 def write_config(tmp_path, shared_data, extra: str = "") -> str:

@@ -4,10 +4,10 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
-from blocks.extractors import EXTRACTORS, build_extractor
-from blocks.filters import build_filter
-from blocks.readers import WebArchiveReader
-from blocks.writers import ExcludedParquetWriter
+from winnow.blocks.extractors import EXTRACTORS, build_extractor
+from winnow.blocks.filters import build_filter
+from winnow.blocks.readers import WebArchiveReader
+from winnow.blocks.writers.parquet import ExcludedParquetWriter
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_language_prescreen_skips_only_clear_other_language_pages(pages):
 
 
 def test_cpu_timeout_is_not_swallowed_by_the_library():
-    from blocks.extractors import CpuTimeout, ExtractionTimeout
+    from winnow.blocks.extractors.base import CpuTimeout, ExtractionTimeout
 
     def stubborn(text):  # like trafilatura's readability fallback: catches every Exception and goes on
         while True:

@@ -28,7 +28,7 @@ extract: {{extractor: resiliparse}}
 
 
 def winnow_base(cfg: str, project_root: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "base", "-c", cfg], cwd=project_root,
+    return subprocess.Popen([sys.executable, "-m", "winnow.pipelines.cli", "base", "-c", cfg], cwd=project_root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

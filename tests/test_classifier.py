@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from classifiers.embedding_cache import EmbeddingCache
-from classifiers.evaluate import evaluate, write_report
-from classifiers.labels import load_labels
-from classifiers.model import ScoreCalibration
-from classifiers.saved import EduClassifier, int_scores
-from classifiers.train import TrainSettings, train
+from winnow.classifiers.embedding_cache import EmbeddingCache
+from winnow.classifiers.evaluate import evaluate, write_report
+from winnow.classifiers.labels import load_labels
+from winnow.classifiers.model import ScoreCalibration
+from winnow.classifiers.saved import EduClassifier, int_scores
+from winnow.classifiers.train import TrainSettings, train
 
 
 

@@ -7,11 +7,11 @@ validation documents at 128 tokens; the full-size numbers come from `make classi
 import numpy as np
 import pytest
 
-from classifiers.embedding_cache import EmbeddingCache
-from classifiers.evaluate import evaluate
-from classifiers.labels import load_labels
-from classifiers.saved import EduClassifier
-from classifiers.train import TrainSettings, train
+from winnow.classifiers.embedding_cache import EmbeddingCache
+from winnow.classifiers.evaluate import evaluate
+from winnow.classifiers.labels import load_labels
+from winnow.classifiers.saved import EduClassifier
+from winnow.classifiers.train import TrainSettings, train
 
 pytestmark = pytest.mark.slow
 

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from pipelines.base import build_pipeline
-from pipelines.cli import main
-from pipelines.config import ConfigError, load_config
+from winnow.pipelines.stages.base import build_pipeline
+from winnow.pipelines.cli import main
+from winnow.pipelines.config import ConfigError, load_config
 
 
 def winnow_process(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "winnow.pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 

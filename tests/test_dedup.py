@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from blocks.dedup_filter import FINEWEB_FIELDS, InputChangedError
-from blocks.minhash import FastWordSplitter, MinhashSignatures, normalize_for_minhash, normalized_chunks
-from pipelines.config import ConfigError, RunConfig
-from pipelines.dedup import fineweb2_upsampling, run
-from pipelines.summary import read_summary
+from winnow.blocks.dedup.filter import FINEWEB_FIELDS, InputChangedError
+from winnow.blocks.dedup.minhash import FastWordSplitter, MinhashSignatures, normalize_for_minhash, normalized_chunks
+from winnow.pipelines.config import ConfigError, RunConfig
+from winnow.pipelines.stages.dedup import fineweb2_upsampling, run
+from winnow.pipelines.summary import read_summary
 
 DUMP = "CC-MAIN-2024-10"
 EARLIER_DUMP = "CC-MAIN-2023-50"
@@ -184,7 +184,7 @@ def test_signature_stays_exact_when_a_folded_value_reaches_the_modulus(tmp_path)
     """The bit-folded modulus is wrong for x = 2^61 - 1 exactly; that case must fall back to the division."""
     from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 
-    from blocks.minhash import MERSENNE_PRIME, minhash_signature
+    from winnow.blocks.dedup.minhash import MERSENNE_PRIME, minhash_signature
 
     a, b = MinhashDedupSignature(str(tmp_path)).parameters
     j = next(j for j in range(a.shape[1]) if int(a[0, j]) % 2)  # an odd multiplier is invertible mod 2^64

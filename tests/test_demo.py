@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipelines.demo import DEMO_STAGES, print_accounting
-from pipelines.summary import AccountingError
+from winnow.pipelines.recipe import DEMO_STAGES, print_accounting
+from winnow.errors import AccountingError
 
 
 def test_demo_runs_every_stage_in_the_recipe_order():

@@ -13,11 +13,11 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 
-from blocks.edu_scorer import EduScorer, unscorable_reason
-from classifiers.labels import load_labels
-from classifiers.saved import EduClassifier
-from classifiers.train import TrainSettings, train
-from pipelines.score import keep_empty_text
+from winnow.blocks.scorers.edu import EduScorer, unscorable_reason
+from winnow.classifiers.labels import load_labels
+from winnow.classifiers.saved import EduClassifier
+from winnow.classifiers.train import TrainSettings, train
+from winnow.pipelines.stages.score import keep_empty_text
 
 
 

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from pipelines import cli
-from pipelines.eval_extract import Score, extractors, load_truth, read_pages, score_entry
+from winnow.errors import ConfigError
+
+from winnow.pipelines import cli
+from winnow.pipelines.tools.eval_extract import Score, extractors, load_truth, read_pages, score_entry
 
 DIY_URL = "http://diy-expeditions.com/expeditionen-planen/expeditionen-in-uebersee/"
 
@@ -69,5 +71,5 @@ def test_cli_compares_extractors_on_a_shard_and_writes_the_table(shared_data, tm
 
 
 def test_unknown_extractor_is_refused_with_the_known_names():
-    with pytest.raises(SystemExit, match="known"):
+    with pytest.raises(ConfigError, match="known"):
         extractors(["nonexistent"])

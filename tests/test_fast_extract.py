@@ -8,10 +8,10 @@ import json
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from blocks.extractors import EXTRACTORS, build_extractor
-from blocks.fast_extract import FastExtractor, blocks_of
-from blocks.readers import WebArchiveReader
-from pipelines.eval_extract import decode_html
+from winnow.blocks.extractors import EXTRACTORS, build_extractor
+from winnow.blocks.extractors.fast import FastExtractor, blocks_of
+from winnow.blocks.readers import WebArchiveReader
+from winnow.pipelines.tools.eval_extract import decode_html
 
 # url (prefix) → (shard, must appear, must not appear)
 PAGES = {

@@ -10,9 +10,9 @@ import sys
 import pytest
 from datatrove.data import Document
 
-from blocks.filters import FILTERS, build_filter, check_overrides, FilterConfigError
-from blocks.filters.url import SortedDomainList
-from blocks.filters.words import regex_sentence_count, regex_words, spacy_sentence_count, spacy_words
+from winnow.blocks.filters import FILTERS, build_filter, check_overrides, FilterConfigError
+from winnow.blocks.filters.url import SortedDomainList
+from winnow.blocks.filters.words import regex_sentence_count, regex_words, spacy_sentence_count, spacy_words
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_regex_word_splitter_agrees_with_spacy(fineweb_docs):
 def test_fast_ngram_counts_equal_datatrove(fineweb_docs):
     from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
 
-    from blocks.filters.gopher import duplicated_ngram_chars, top_ngram_chars
+    from winnow.blocks.filters.gopher import duplicated_ngram_chars, top_ngram_chars
 
     for doc in fineweb_docs[:200]:
         words = regex_words(doc.text)

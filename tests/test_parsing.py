@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from classifiers.parsing import aggregate_scores, parse_score
+from winnow.classifiers.parsing import aggregate_scores, parse_score
 
 
 @pytest.mark.parametrize("answer, score", [

@@ -7,8 +7,8 @@ datatrove steps, and for Slurm writes the sbatch scripts the cluster would get (
 
 import pytest
 
-from pipelines import ablate, annotate, base, dedup, score, subsets
-from pipelines.config import load_config
+from winnow.pipelines import ablate, annotate, base, dedup, score, subsets
+from winnow.pipelines.config import load_config
 
 
 def cluster_preset(tmp_path, shared_data, *extra):
@@ -45,17 +45,17 @@ def test_every_stage_builds_from_the_cluster_preset(tmp_path, shared_data):
     from datatrove.pipeline.readers import ParquetReader
 
     reader = ParquetReader(str(cfg.stage_dir("dedup")), glob_pattern="*.parquet", recursive=False)
-    (scoring,) = score.scoring_steps([("parquet", reader)], cfg.stage_dir("scored"), "/models/classifier", cfg,
+    (scoring,) = score.scoring_steps([("parquet", reader)], cfg.stage_dir("score"), "/models/classifier", cfg,
                                      cfg.score.tasks)
     scorer = scoring.pipeline[1]
     assert (scoring.tasks, scorer.device, scorer.batch_size) == (256, "cuda", 512)
 
-    step = subsets.subset_step(cfg.stage_dir("scored"), cfg.stage_dir("subsets"), cfg.subsets.thresholds, 100)
+    step = subsets.subset_step(cfg.stage_dir("score"), cfg.stage_dir("subsets"), cfg.subsets.thresholds, 100)
     assert sorted(step.pipeline[1].writers) == ["all", "edu-2", "edu-3"]
 
 
 def test_the_ablation_preset_is_finewebs_1_8b_model(tmp_path, shared_data):
-    from proxy.model import preset
+    from winnow.proxy.model import preset
 
     cfg = cluster_preset(tmp_path, shared_data)
     model = preset(cfg.ablate.preset)
@@ -68,7 +68,7 @@ def test_the_ablation_preset_is_finewebs_1_8b_model(tmp_path, shared_data):
 
 def test_cluster_preset_writes_finewebs_sbatch_scripts(tmp_path, shared_data):
     """The array job for the base stage, as Slurm would receive it (built, not submitted)."""
-    from pipelines.slurm import _executor
+    from winnow.pipelines.execution.slurm import _executor
 
     cfg = cluster_preset(tmp_path, shared_data)
     pipeline, _ = base.build_pipeline(cfg)
@@ -81,9 +81,9 @@ def test_cluster_preset_writes_finewebs_sbatch_scripts(tmp_path, shared_data):
     assert "source /opt/winnow/.venv/bin/activate" in script
 
     gpu = cluster_preset(tmp_path, shared_data, "executor.partition=gpu", "executor.sbatch_args.gres=gpu:1")
-    reader_steps = score.scoring_steps([("parquet", pipeline[0])], gpu.stage_dir("scored"), "/models/classifier",
+    reader_steps = score.scoring_steps([("parquet", pipeline[0])], gpu.stage_dir("score"), "/models/classifier",
                                        gpu, gpu.score.tasks)
-    executor = _executor(gpu, "scored", "score", reader_steps[0].pipeline, 256, -1, {}, "gpu", None)
+    executor = _executor(gpu, "score", "score", reader_steps[0].pipeline, 256, -1, {}, "gpu", None)
     script = executor.get_launch_file_contents(executor.get_sbatch_args(), "echo run")
     assert executor.world_size == 256
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH --partition=gpu" in script

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from classifiers.prompt import DOCUMENT_PLACEHOLDER, FINEWEB_EDU_MAX_CHARS, PROMPTS_DIR, load_prompt
+from winnow.classifiers.prompt import DOCUMENT_PLACEHOLDER, FINEWEB_EDU_MAX_CHARS, PROMPTS_DIR, load_prompt
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.cli import main as winnow
-from pipelines.config import load_config
+from winnow.pipelines.cli import main as winnow
+from winnow.pipelines.config import load_config
 
 TASKS = ["arc_easy", "lambada", "wikitext"]
 
@@ -49,7 +49,7 @@ def run(shared_data, tmp_path_factory):
 @pytest.mark.slow
 def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
     _, out = run
-    ablations = out / "ablations"
+    ablations = out / "ablate"
     assert json.loads((ablations / "tokenizer" / "sources.json").read_text())["vocab_size"] == 1024
     for name, docs in (("legal", 60), ("edu", 80)):
         summary = json.loads((ablations / name / "summary.json").read_text())
@@ -70,7 +70,7 @@ def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
 @pytest.mark.slow
 def test_rerunning_ablate_repeats_nothing(run):
     path, out = run
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "ablations").rglob("*") if p.suffix in (".ds", ".json", ".pt")
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "ablate").rglob("*") if p.suffix in (".ds", ".json", ".pt")
               and p.name != "summary.json"}
     assert winnow(["ablate", "-c", str(path)]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -93,7 +93,7 @@ def test_report_ranks_the_ablations_with_noise_bands(run):
 @pytest.mark.slow
 def test_winnow_evaluate_scores_a_trained_model_folder(run, tmp_path, capsys):
     _, out = run
-    model = out / "ablations" / "edu" / "seed-0" / "model"
+    model = out / "ablate" / "edu" / "seed-0" / "model"
     results_path = tmp_path / "results.json"
     assert winnow(["evaluate", "--model", str(model), "--tasks", "piqa,lambada", "--limit", "6",
                    "--output", str(results_path)]) == 0
@@ -104,7 +104,7 @@ def test_winnow_evaluate_scores_a_trained_model_folder(run, tmp_path, capsys):
 
 
 def test_config_rejects_duplicate_names_and_unknown_tasks(tmp_path):
-    from pipelines.config import ConfigError
+    from winnow.pipelines.config import ConfigError
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"name": "x", "output_dir": str(tmp_path), "ablate": {

@@ -14,9 +14,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from tokenizers.processors import TemplateProcessing
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from proxy.evaluate import encode_pair, evaluate_items, score_tokens
-from proxy.model import build_model, preset
-from proxy.tasks import Item, TASKS, load_task, sample
+from winnow.proxy.evaluate import encode_pair, evaluate_items, score_tokens
+from winnow.proxy.model import build_model, preset
+from winnow.proxy.tasks import Item, TASKS, load_task, sample
 
 WORDS = ["<|endoftext|>", "the", "cat", "sat", "ran", "away", "dog", "home"]
 ID = {w: i for i, w in enumerate(WORDS)}
@@ -122,7 +122,7 @@ def test_sampling_is_fixed_by_the_seed(shared_data):
 
 def test_batched_scoring_matches_one_at_a_time(shared_data, tmp_path):
     """Right-padding in a batch must not change any score (real HellaSwag items, a random cpu-tiny model)."""
-    from proxy.tokenize import gpt2_tokenizer_json, hf_tokenizer
+    from winnow.proxy.tokenize import gpt2_tokenizer_json, hf_tokenizer
 
     tokenizer = hf_tokenizer(gpt2_tokenizer_json(tmp_path / "tokenizer.json"))
     torch.manual_seed(0)

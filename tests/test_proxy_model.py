@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from proxy.model import GPT2_VOCAB_SIZE, PRESETS, build_model, count_parameters, preset
+from winnow.proxy.model import GPT2_VOCAB_SIZE, PRESETS, build_model, count_parameters, preset
 
 
 def test_cpu_tiny_has_about_one_million_non_embedding_parameters():

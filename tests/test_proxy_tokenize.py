@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datatrove.executor import LocalPipelineExecutor
 
-from proxy.tokenize import (EOS, count_documents, gpt2_tokenizer_json, load_tokenizer, read_tokens, sample_texts,
+from winnow.proxy.tokenize import (EOS, count_documents, gpt2_tokenizer_json, load_tokenizer, read_tokens, sample_texts,
                             tokenize_pipeline, train_corpus_bpe)
 
 

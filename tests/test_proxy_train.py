@@ -15,8 +15,8 @@ import pytest
 import torch
 from datatrove.executor import LocalPipelineExecutor
 
-from proxy.tokenize import sample_texts, tokenize_pipeline, train_corpus_bpe
-from proxy.train import TrainConfig, lr_at, train
+from winnow.proxy.tokenize import sample_texts, tokenize_pipeline, train_corpus_bpe
+from winnow.proxy.train import TrainConfig, lr_at, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # a deliberately small shape so that 120 steps take seconds
@@ -60,7 +60,7 @@ def _config(token_data, out_dir: Path, **overrides) -> Path:
 
 def _train(config: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "proxy.train", "--config", str(config)], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "winnow.proxy.train", "--config", str(config)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -98,7 +98,7 @@ def test_killed_run_resumes_onto_the_same_loss_curve(tokens, tmp_path):
 def _torchrun(config: Path, n: int, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-               "-m", "proxy.train", "--config", str(config), *extra]
+               "-m", "winnow.proxy.train", "--config", str(config), *extra]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from blocks.readers import WebArchiveReader
+from winnow.blocks.readers import WebArchiveReader
 
 
 def read(folder, pattern, **kwargs):
@@ -157,7 +157,7 @@ def test_a_whole_shard_gzipped_as_one_stream_is_read_record_by_record(shared_dat
 
 
 def test_jsonl_rows_without_text_are_counted_not_dropped(tmp_path):
-    from blocks.readers import document_reader
+    from winnow.blocks.readers import document_reader
 
     rows = [{"id": "a", "text": "some text"}, {"id": "b", "text": ""}, {"id": "c"}, {"id": "d", "text": "more"}]
     (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))

@@ -7,10 +7,10 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import base, dedup
-from pipelines.config import load_config
-from pipelines.report import run as report_command
-from pipelines.run_report import write_run_report
+from winnow.pipelines import base, dedup
+from winnow.pipelines.config import load_config
+from winnow.pipelines.stages.report import run as report_command
+from winnow.pipelines.report.run import write_run_report
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,12 @@ from datatrove.pipeline.filters import RegexFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from pipelines.cli import main as winnow
-from pipelines.config import ConfigError, ExecutorConfig, load_config
-from pipelines.executors import Step, launch
-from pipelines.slurm import active_jobs, job_tasks, read_jobs, wait_for_stage
+from winnow.pipelines.cli import main as winnow
+from winnow.pipelines.config import ConfigError, ExecutorConfig, load_config
+from winnow.pipelines.execution import Step, launch
+from winnow.pipelines.execution.queue import active_jobs, job_tasks, read_jobs
+from winnow.pipelines.status import wait_for_stage
+from winnow.errors import StageFailed
 
 FINEWEB_DOCS = "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz"
 
@@ -85,7 +87,7 @@ def data_files(stage_dir: Path) -> dict[str, object]:
         if not path.is_file() or rel.startswith("logs/") or rel == "slurm_jobs.json":
             continue
         if rel == "work/base_files.json":  # dedup's resume guard: recorded at submission only once base is final,
-            continue  # so not when dedup is submitted behind a queued base (pipelines.slurm.output_final)
+            continue  # so not when dedup is submitted behind a queued base (winnow.pipelines.execution.slurm.output_final)
         if rel.endswith(".parquet"):
             found[rel] = pq.read_table(path).to_pylist()
         elif rel.endswith(".gz"):
@@ -109,7 +111,7 @@ def _without_timings(value):
 
 # ------------------------------------------------------------------ a small two-stage run from datatrove blocks
 # Stand-ins for the real stages, named like them because the names set the order stages wait for each other in
-# (pipelines.slurm.STAGE_ORDER). Everything the jobs unpickle is importable there: datatrove blocks and shutil.
+# (winnow.pipelines.execution.slurm.STAGE_ORDER). Everything the jobs unpickle is importable there: datatrove blocks and shutil.
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +194,7 @@ def test_failed_task_cancels_dependents_and_a_relaunch_finishes(slurm_partition,
         submit_filter_stage(cfg, shards)
         shard.write_bytes(b"this is not gzip")  # rank 3 starts once rank 0 or 1 has finished, well after this
         submit_copy_stage(cfg)
-        with pytest.raises(SystemExit):  # the same command again while its jobs are queued would run tasks twice
+        with pytest.raises(StageFailed):  # the same command again while its jobs are queued would run tasks twice
             submit_filter_stage(cfg, shards)
 
         with pytest.raises(RuntimeError, match="FAILED"):
@@ -213,7 +215,7 @@ def test_failed_task_cancels_dependents_and_a_relaunch_finishes(slurm_partition,
     assert "dedup: incomplete" in report and "copy         0/2 done, 2 cancelled" in report
     assert f"relaunch (runs only the missing tasks): winnow base -c {config}" in report
 
-    with pytest.raises(SystemExit):  # dedup alone would read an incomplete base: relaunch base first
+    with pytest.raises(StageFailed):  # dedup alone would read an incomplete base: relaunch base first
         submit_copy_stage(cfg)
     submit_filter_stage(cfg, shards)  # the same commands again
     submit_copy_stage(cfg)

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.cli import main as winnow
-from pipelines.config import ConfigError, load_config
-from pipelines.score import run as score
+from winnow.pipelines.cli import main as winnow
+from winnow.pipelines.config import ConfigError, load_config
+from winnow.pipelines.stages.score import run as score
 
 BASE_COLUMNS = ["text", "id", "dump", "url", "date", "file_path", "language", "language_score", "token_count"]
 
@@ -69,7 +69,7 @@ def test_train_classifier_writes_a_model_and_an_evaluation_report(run):
 
 
 def test_score_keeps_every_document_with_a_score_or_a_reason(run):
-    folder = run[0] / "scored"
+    folder = run[0] / "score"
     scored, removed = read(folder), read(folder / "removed" / "unscorable")
     summary = json.loads((folder / "summary.json").read_text())
     assert len(scored) == 160 and [r["id"] for r in removed] == ["<urn:uuid:empty>"]
@@ -94,7 +94,7 @@ def test_rescoring_with_another_classifier_is_refused_not_mixed(run, tmp_path):
 
 
 def test_subsets_are_exactly_the_documents_above_each_threshold(run):
-    scored = {r["id"]: r for r in read(run[0] / "scored")}
+    scored = {r["id"]: r for r in read(run[0] / "score")}
     summary = json.loads((run[0] / "subsets" / "summary.json").read_text())
     assert {r["id"] for r in read(run[0] / "subsets" / "all")} == set(scored)
     for t in (2, 3, 4):
@@ -125,5 +125,5 @@ def test_score_any_jsonl_with_a_saved_classifier(run, tmp_path):
                    "--output", str(out)]) == 0
     rows = read(out)
     assert sorted(r["id"] for r in rows) == sorted(d["id"] for d in docs[:30])
-    by_id = {r["id"]: r["score"] for r in read(folder / "scored")}
+    by_id = {r["id"]: r["score"] for r in read(folder / "score")}
     assert all(abs(by_id[f"<urn:uuid:{r['id']}>"] - r["score"]) < 1e-9 for r in rows)  # same model, same score

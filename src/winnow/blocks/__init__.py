@@ -1,0 +1,36 @@
+"""datatrove blocks of winnow: readers, extractors, filters, formatters, writers (one module per kind).
+
+Names are exported lazily, so `import winnow.blocks.<module>` stays cheap for modules that do not need datatrove.
+"""
+
+_EXPORTS = {
+    "WebArchiveReader": "winnow.blocks.readers",
+    "EXTRACTORS": "winnow.blocks.extractors",
+    "TrafilaturaExtractor": "winnow.blocks.extractors",
+    "ResiliparseExtractor": "winnow.blocks.extractors",
+    "build_extractor": "winnow.blocks.extractors",
+    "FILTERS": "winnow.blocks.filters",
+    "build_filter": "winnow.blocks.filters",
+    "OfflineURLFilter": "winnow.blocks.filters",
+    "FastTextLanguageFilter": "winnow.blocks.filters",
+    "LanguagePrescreen": "winnow.blocks.filters",
+    "GopherRepetition": "winnow.blocks.filters",
+    "GopherQuality": "winnow.blocks.filters",
+    "C4Quality": "winnow.blocks.filters",
+    "FineWebQuality": "winnow.blocks.filters",
+    "PIIFormatter": "winnow.blocks.formatters",
+    "GPT2TokenCounter": "winnow.blocks.formatters",
+    "FineWebParquetWriter": "winnow.blocks.writers",
+    "ExcludedParquetWriter": "winnow.blocks.writers",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'blocks' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -1,0 +1,143 @@
+"""Evaluate classifier scores against held-out labels, the FineWeb-Edu way, and write the report.
+
+Headline: precision / recall / F1 of the binary decision `int_score >= 3` (FineWeb-Edu: F1 0.82 with
+450k Llama-3 labels). Also macro-F1 of the rounded score, per-class precision / recall, Spearman
+correlation of the float score with the label, the confusion matrix and the number of documents.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+from winnow.classifiers.labels import MAX_SCORE
+from winnow.classifiers.saved import int_scores
+
+EDUCATIONAL = 3  # FineWeb-Edu keeps int_score >= 3
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: int = EDUCATIONAL) -> dict:
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels)
+    rounded = int_scores(scores)
+    p, r, f, _ = precision_recall_fscore_support(labels >= threshold, rounded >= threshold, average="binary",
+                                                 zero_division=0)
+    classes = list(range(MAX_SCORE + 1))
+    cp, cr, cf, support = precision_recall_fscore_support(labels, rounded, labels=classes, zero_division=0)
+    rho = spearmanr(scores, labels).statistic if len(set(labels)) > 1 else float("nan")
+    low, high = _bootstrap_f1(labels >= threshold, rounded >= threshold)
+    return {
+        "n": int(len(labels)),
+        "threshold": threshold,
+        "positives": int((labels >= threshold).sum()),
+        "predicted_positives": int((rounded >= threshold).sum()),
+        "precision": float(p), "recall": float(r), "f1": float(f), "f1_ci95": [low, high],
+        "macro_f1": float(f1_score(labels, rounded, average="macro", zero_division=0)),
+        "accuracy": float((rounded == labels).mean()),
+        "spearman": float(rho),
+        "per_class": {k: {"precision": float(cp[k]), "recall": float(cr[k]), "f1": float(cf[k]),
+                          "support": int(support[k])} for k in classes},
+        "confusion": confusion_matrix(labels, rounded, labels=classes).tolist(),
+    }
+
+
+def _bootstrap_f1(truth: np.ndarray, predicted: np.ndarray, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of F1 over documents resampled with replacement: how much of a difference is noise."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(truth), size=(rounds, len(truth)))
+    t, p = truth[rows], predicted[rows]
+    tp = (t & p).sum(1)
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(1, t.sum(1) + p.sum(1)), 0.0)
+    return float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))
+
+
+def write_report(folder: str | Path, metrics: dict, curve: list[dict], about: dict) -> None:
+    """eval.json, eval.md, confusion_matrix.png and learning_curve.png in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps({**about, "metrics": metrics, "learning_curve": curve}, indent=2) + "\n")
+    _plot_confusion(metrics, folder / "confusion_matrix.png", about)
+    _plot_curve(curve, folder / "learning_curve.png", about)
+    (folder / "eval.md").write_text(_markdown(metrics, curve, about))
+
+
+def _markdown(m: dict, curve: list[dict], about: dict) -> str:
+    lines = [
+        f"# Educational-quality classifier: {about['backbone']}",
+        "",
+        f"Trained on {about['train_rows']} labels from `{about['train_source']}`; evaluated on {m['n']} held-out "
+        f"labels from `{about['eval_source']}`.",
+        "",
+        "| metric | value |", "|---|---|",
+        f"| F1 of score ≥ {m['threshold']} | **{m['f1']:.3f}** (95 % bootstrap interval "
+        f"{m['f1_ci95'][0]:.2f}–{m['f1_ci95'][1]:.2f}) |",
+        f"| precision / recall of score ≥ {m['threshold']} | {m['precision']:.3f} / {m['recall']:.3f} |",
+        f"| positives (labels / predicted) | {m['positives']} / {m['predicted_positives']} |",
+        f"| macro-F1 of the rounded score | {m['macro_f1']:.3f} |",
+        f"| accuracy of the rounded score | {m['accuracy']:.3f} |",
+        f"| Spearman (score vs label) | {m['spearman']:.3f} |",
+        f"| documents | {m['n']} |",
+        "",
+        "FineWeb-Edu's classifier (450k Llama-3 labels, Snowflake-arctic-embed-m) reached F1 0.82 at threshold 3.",
+        "",
+        "## Per class (rounded score)", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
+    ]
+    for k, c in m["per_class"].items():
+        lines.append(f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
+    lines += ["", "![confusion matrix](confusion_matrix.png)", "", "## Learning curve", "",
+              "| share of training labels | rows | F1@3 | macro-F1 | Spearman |", "|---|---|---|---|---|"]
+    for point in curve:
+        lines.append(f"| {point['share']:.0%} | {point['rows']} | {point['f1']:.3f} | {point['macro_f1']:.3f} | "
+                     f"{point['spearman']:.3f} |")
+    lines += ["", "![learning curve](learning_curve.png)", ""]
+    return "\n".join(lines)
+
+
+def _plot_confusion(m: dict, path: Path, about: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(m["confusion"])
+    fig, ax = plt.subplots(figsize=(5, 4.3))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=9)
+    ax.set_xlabel("predicted int_score")
+    ax.set_ylabel("label (Llama-3)" if "llama" in about["eval_source"].lower() else "label")
+    ax.set_title(f"{about['backbone']}: F1@3 {m['f1']:.2f}, macro-F1 {m['macro_f1']:.2f}, n={m['n']}")
+    ax.set_xticks(range(matrix.shape[1]))
+    ax.set_yticks(range(matrix.shape[0]))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_curve(curve: list[dict], path: Path, about: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    rows = [p["rows"] for p in curve]
+    for key, label in (("f1", "F1 of score ≥ 3"), ("macro_f1", "macro-F1"), ("spearman", "Spearman")):
+        ax.plot(rows, [p[key] for p in curve], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(rows)
+    ax.set_xticklabels([str(r) for r in rows])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("training labels")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{about['backbone']}: learning curve (val n={about.get('eval_rows', '?')})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

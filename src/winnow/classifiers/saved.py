@@ -1,0 +1,110 @@
+"""A saved classifier: one folder that `winnow score` loads without any training state.
+
+```
+classifier/
+  config.json    backbone, encoder, max_tokens, label scheme, calibration cuts, training-data hash, metrics
+  head.pt        embed backbone: the regression head's state dict (the encoder is referenced, not copied)
+  model.bin      fasttext backbone: the fastText model
+```
+`EduClassifier.predict(texts)` returns calibrated float scores on the 0–5 scale; `int_scores` rounds and
+clamps them the way FineWeb-Edu does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from winnow.classifiers.labels import MAX_SCORE
+from winnow.classifiers.model import FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder
+
+FORMAT = "winnow-edu-classifier/1"
+LABEL_SCHEME = {"min": 0, "max": MAX_SCORE, "int_score": "round(clamp(score, 0, 5))", "educational": "int_score >= 3"}
+
+
+def int_scores(scores: np.ndarray) -> np.ndarray:
+    """FineWeb-Edu's int_score: the score clamped to 0–5, then rounded (half to even, as Python's round)."""
+    return np.rint(np.clip(np.asarray(scores, dtype=float), 0, MAX_SCORE)).astype(np.int64)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+class EduClassifier:
+    def __init__(self, config: dict, calibration: ScoreCalibration, head: RegressionHead | None = None,
+                 fasttext: FastTextScorer | None = None, device: str = "cpu", batch_size: int | None = None):
+        self.config = config
+        self.backbone = config["backbone"]
+        self.calibration = calibration
+        self.head = head
+        self.fasttext = fasttext
+        self.device = device
+        self.batch_size = batch_size
+        self._encoder: SentenceEncoder | None = None
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        if self._encoder is None:  # loaded on first use: the fastText path and config reads never pay for torch models
+            self._encoder = SentenceEncoder(self.config["encoder"], self.config["max_tokens"], self.device,
+                                            self.batch_size)
+        return self._encoder
+
+    # ---- scoring -------------------------------------------------------------------------------------------
+    def raw_scores(self, texts: list[str], cache=None) -> np.ndarray:
+        """Scores before calibration. `cache` (an EmbeddingCache) spares re-encoding known texts."""
+        if self.backbone == "fasttext":
+            return self.fasttext.expected_score(texts)
+        if cache is not None:  # the encoder is loaded only if some text is not cached
+            embeddings = cache.embed(texts, lambda missing: self.encoder.encode(missing))
+        else:
+            embeddings = self.encoder.encode(texts)
+        return self.head_scores(embeddings)
+
+    def head_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.head(torch.as_tensor(embeddings, dtype=torch.float32)).numpy().astype(float)
+
+    def predict(self, texts: list[str], cache=None) -> np.ndarray:
+        return self.calibration(self.raw_scores(texts, cache))
+
+    # ---- files ---------------------------------------------------------------------------------------------
+    def save(self, folder: str | Path, metrics: dict | None = None) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = dict(self.config, format=FORMAT, label_scheme=LABEL_SCHEME, calibration=self.calibration.cuts)
+        if metrics is not None:
+            config["metrics"] = metrics
+        if self.backbone == "fasttext":
+            self.fasttext.save(folder / "model.bin")
+        else:
+            torch.save(self.head.state_dict(), folder / "head.pt")
+        tmp = folder / "config.json.tmp"
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        tmp.replace(folder / "config.json")  # written last: a folder with config.json is a complete model
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "cpu", batch_size: int | None = None) -> "EduClassifier":
+        folder = Path(folder)
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"{folder} is not a saved classifier (no config.json); run `winnow train-classifier`")
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("format") != FORMAT:
+            raise ValueError(f"{folder}: unknown classifier format {config.get('format')!r}")
+        calibration = ScoreCalibration({int(t): c for t, c in config.get("calibration", {}).items()})
+        device = resolve_device(device)
+        if config["backbone"] == "fasttext":
+            return cls(config, calibration, fasttext=FastTextScorer.load(folder / "model.bin"), device="cpu")
+        state = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+        head = RegressionHead(state["mean"].shape[0])
+        head.load_state_dict(state)
+        head.eval()
+        return cls(config, calibration, head=head, device=device, batch_size=batch_size)

@@ -1,0 +1,223 @@
+"""Train the educational-quality classifier on labelled documents. Reads top to bottom:
+settings → data → model → optimiser → loop → calibration → checkpoint.
+
+embed (FineWeb-Edu recipe): frozen encoder embeddings (cached), a linear regression head trained with
+MSE, lr 3e-4, 20 epochs, keeping the epoch with the best macro-F1 on a held-out dev share of the
+training labels; the final head is refit on all labels for that many epochs.
+fasttext (DCLM-style): fastText on class-balanced (oversampled) labels, read out as an expected score.
+Both: k-fold out-of-fold raw scores on the training labels fit the ScoreCalibration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from winnow.classifiers.embedding_cache import EmbeddingCache
+from winnow.classifiers.labels import LabelSet
+from winnow.classifiers.model import DEFAULT_ENCODER, FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder, fasttext_line
+from winnow.classifiers.saved import EduClassifier, int_scores
+
+
+
+@dataclass
+class TrainSettings:
+    backbone: str = "fasttext"  # "embed" | "fasttext"
+    seed: int = 0
+    calibrate: bool = True
+    calibration_folds: int = 5
+    # embed: FineWeb-Edu's head recipe (lr 3e-4, 20 epochs, best macro-F1 checkpoint)
+    encoder: str = DEFAULT_ENCODER
+    max_tokens: int = 256  # MiniLM was trained on 256-token inputs
+    learning_rate: float = 3e-4
+    epochs: int = 20
+    batch_size: int = 8  # small: 2k labels give few steps per epoch (FineWeb-Edu had 450k)
+    dev_share: float = 0.15  # of the training labels, to pick the best epoch
+    device: str = "cpu"
+    cache_dir: str | None = None
+    # fasttext
+    fasttext: dict = field(default_factory=lambda: {
+        "lr": 0.5, "epoch": 10, "dim": 32, "wordNgrams": 2, "minCount": 2, "bucket": 200_000,
+    })
+    balance: str = "oversample"  # "oversample" | "none"
+
+
+# ---- embed backbone ----------------------------------------------------------------------------------------
+
+def learning_rate_at(step: int, total_steps: int, peak: float) -> float:
+    """Linear decay to zero (the transformers Trainer default FineWeb-Edu trained with)."""
+    return peak * max(0.0, 1 - step / max(1, total_steps))
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    return float(f1_score(labels, int_scores(predicted), average="macro", zero_division=0))
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, s: TrainSettings, epochs: int, dev=None) -> tuple[RegressionHead, int]:
+    """Train a regression head; with `dev=(x_dev, y_dev)`, keep the epoch with the best dev macro-F1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 384 → 1 layer: thread hand-offs cost more than the arithmetic
+    try:
+        return _fit_head(x, y, s, epochs, dev)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_head(x: np.ndarray, y: np.ndarray, s: TrainSettings, epochs: int, dev=None) -> tuple[RegressionHead, int]:
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    head = RegressionHead(x.shape[1])
+    head.mean.copy_(xt.mean(0))
+    head.std.copy_(xt.std(0).clamp_min(1e-6))
+    with torch.no_grad():
+        head.linear.bias.fill_(float(yt.mean()))  # start at the mean label, not at 0
+    optimiser = torch.optim.AdamW(head.parameters(), lr=s.learning_rate, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(x) / s.batch_size)
+    total, step = epochs * steps_per_epoch, 0
+    best_state, best_epoch, best_f1 = None, epochs, -1.0
+    for epoch in range(1, epochs + 1):
+        head.train()
+        for batch in np.array_split(rng.permutation(len(x)), steps_per_epoch):
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate_at(step, total, s.learning_rate)
+            loss = torch.nn.functional.mse_loss(head(xt[batch]), yt[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            step += 1
+        if dev is not None:
+            head.eval()
+            with torch.inference_mode():
+                f1 = macro_f1(head(torch.as_tensor(dev[0], dtype=torch.float32)).numpy(), dev[1])
+            if f1 > best_f1:
+                best_f1, best_epoch = f1, epoch
+                best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    head.eval()
+    return head, best_epoch
+
+
+def embed_labels(labels: LabelSet, s: TrainSettings) -> np.ndarray:
+    def encode(texts: list[str]) -> np.ndarray:  # the encoder is loaded only when a text is not cached yet
+        return SentenceEncoder(s.encoder, s.max_tokens, s.device).encode(texts)
+
+    if s.cache_dir is None:
+        return encode(labels.texts)
+    return EmbeddingCache(s.cache_dir, s.encoder, s.max_tokens).embed(labels.texts, encode)
+
+
+# ---- fasttext backbone -------------------------------------------------------------------------------------
+
+def balanced_rows(y: np.ndarray, s: TrainSettings) -> np.ndarray:
+    """Row indices with every class repeated up to the largest class's count (so the rare 3–5 are heard)."""
+    rng = np.random.default_rng(s.seed)
+    if s.balance == "none":
+        return rng.permutation(len(y))
+    target = max(np.bincount(y))
+    rows = []
+    for k in np.unique(y):
+        members = np.flatnonzero(y == k)
+        rows.extend(np.tile(members, target // len(members)))
+        rows.extend(rng.choice(members, size=target % len(members), replace=False))
+    return rng.permutation(np.asarray(rows))
+
+
+def fit_fasttext(texts: list[str], y: np.ndarray, s: TrainSettings) -> FastTextScorer:
+    """Write the balanced training file, train in a fresh process (see src/winnow/classifiers/fasttext_fit.py), load."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, model_path = os.path.join(tmp, "train.txt"), os.path.join(tmp, "model.bin")
+        with open(path, "w", encoding="utf-8") as f:
+            for i in balanced_rows(y, s):
+                f.write(f"__label__{y[i]} {fasttext_line(texts[i])}\n")
+        arguments = json.dumps({**s.fasttext, "seed": s.seed})
+        done = subprocess.run([sys.executable, "-m", "winnow.classifiers.fasttext_fit", path, model_path, arguments],
+                              capture_output=True, text=True)  # the installed package is importable from any folder
+        if done.returncode != 0:
+            raise RuntimeError(f"fastText training failed: {done.stderr.strip()[-2000:]}")
+        return FastTextScorer.load(model_path)
+
+
+# ---- both ----------------------------------------------------------------------------------------------------
+
+def out_of_fold(n_rows: int, y: np.ndarray, s: TrainSettings, fit_and_score) -> np.ndarray:
+    """Raw scores for every training row from a model that did not see it (k-fold)."""
+    raw = np.zeros(n_rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "least populated class has fewer members than n_splits" on tiny sets
+        folds = StratifiedKFold(s.calibration_folds, shuffle=True, random_state=s.seed).split(np.zeros(n_rows), y)
+        for fit_rows, held_rows in folds:
+            raw[held_rows] = fit_and_score(fit_rows, held_rows)
+    return raw
+
+
+def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
+    """Train one classifier; returns it and a record of how (timings, chosen epoch, calibration)."""
+    started = time.perf_counter(), cpu_seconds()
+    y = labels.scores
+    record: dict = {"settings": asdict(s)}
+    if s.backbone == "embed":
+        x = embed_labels(labels, s)
+        record["embed_seconds"] = time.perf_counter() - started[0]
+        fit_rows, dev_rows = _stratified_split(y, s.dev_share, s.seed)
+        _, best_epoch = fit_head(x[fit_rows], y[fit_rows], s, s.epochs, dev=(x[dev_rows], y[dev_rows]))
+        record["best_epoch"] = best_epoch
+
+        def fit_and_score(rows, held):
+            head, _ = fit_head(x[rows], y[rows], s, best_epoch)
+            with torch.inference_mode():
+                return head(torch.as_tensor(x[held], dtype=torch.float32)).numpy()
+
+        raw = out_of_fold(len(y), y, s, fit_and_score) if s.calibrate else None
+        head, _ = fit_head(x, y, s, best_epoch)
+        model_parts = {"head": head}
+    elif s.backbone == "fasttext":
+        def fit_and_score(rows, held):
+            return fit_fasttext([labels.texts[i] for i in rows], y[rows], s).expected_score(
+                [labels.texts[i] for i in held])
+
+        raw = out_of_fold(len(y), y, s, fit_and_score) if s.calibrate else None
+        model_parts = {"fasttext": fit_fasttext(labels.texts, y, s)}
+    else:
+        raise ValueError(f"unknown backbone {s.backbone!r}: expected 'embed' or 'fasttext'")
+    calibration = ScoreCalibration.fit(raw, y) if raw is not None else ScoreCalibration()
+    config = {
+        "backbone": s.backbone,
+        "encoder": s.encoder if s.backbone == "embed" else None,
+        "max_tokens": s.max_tokens if s.backbone == "embed" else None,
+        "hyperparameters": record["settings"],
+        "training_data": {"source": labels.source, "rows": len(labels), "sha256": labels.fingerprint(),
+                          "histogram": labels.histogram(), "skipped": dict(labels.skipped)},
+    }
+    record["train_seconds"] = time.perf_counter() - started[0]
+    record["train_cpu_seconds"] = cpu_seconds() - started[1]
+    record["calibration"] = calibration.cuts
+    return EduClassifier(config, calibration, device=s.device, **model_parts), record
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the fastText training processes), all cores."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    return train_test_split(rows, test_size=share, random_state=seed, stratify=stratify)

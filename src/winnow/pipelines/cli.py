@@ -1,0 +1,108 @@
+"""The `winnow` command: one sub-command per stage of the registry, plus the tools.
+
+    winnow <stage> -c CONFIG [--set key=value ...]     each stage of winnow.pipelines.registry, in order
+    winnow demo -c CONFIG                              the whole recipe (registry order), end to end
+    winnow status -c CONFIG                            per stage: tasks done, running, failed
+    winnow stages                                      the stage names, in order (the Makefile reads this)
+    winnow evaluate / eval-extract                     tools that need no run config
+
+Stage modules are imported only when their command runs, so `winnow --help` and a config error answer at
+once, before torch or datatrove are loaded. This is the only place that prints an error and picks an exit
+code: 2 for a configuration problem (winnow.errors.ConfigError), 1 for a stage that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from winnow import __version__
+from winnow.errors import WinnowError
+from winnow.pipelines import registry
+from winnow.pipelines.config import load_config
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command that is not a stage: `module.main(args)` (no config) or `module.run(cfg, args)` (with one)."""
+
+    module: str
+    help: str
+    with_config: bool
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", help="only this stage")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="WARC files (glob) to use instead of the config's input.paths")
+
+
+COMMANDS = {
+    "demo": Command("winnow.pipelines.recipe", "the whole recipe end to end: " + " → ".join(registry.names()), True),
+    "status": Command("winnow.pipelines.status", "per stage: tasks done, running, failed", True),
+    "evaluate": Command("winnow.pipelines.tools.evaluate", "evaluate any causal LM on the benchmarks", False),
+    "eval-extract": Command("winnow.pipelines.tools.eval_extract",
+                            "score extractors against trafilatura's ground truth", False),
+}
+COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "status": _status_arguments, "demo": _demo_arguments}
+
+
+def _config_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-c", "--config", required=required, help="the run's YAML config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set executor.tasks=4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="winnow", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"winnow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for stage in registry.STAGES.values():
+        p = sub.add_parser(stage.name, help=stage.help, aliases=list(stage.aliases))
+        _config_arguments(p, required=stage.config_required)
+        stage.add_arguments(p)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help)
+        if command.with_config:
+            _config_arguments(p)
+        if name in COMMAND_ARGUMENTS:
+            COMMAND_ARGUMENTS[name](p)
+        elif not command.with_config:
+            importlib.import_module(command.module).add_arguments(p)
+    sub.add_parser("stages", help="print the stage names in order, one per line")
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "stages":
+        print("\n".join(registry.names()))
+        return 0
+    if args.command in COMMANDS:
+        command = COMMANDS[args.command]
+        module = importlib.import_module(command.module)
+        if not command.with_config:
+            return module.main(args) or 0
+        return module.run(load_config(args.config, args.set, check_inputs=False), args) or 0
+    stage = registry.get(args.command)
+    cfg = load_config(args.config, args.set, check_inputs=stage.check_inputs) if args.config else None
+    return stage.load().run(cfg, args) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except WinnowError as e:
+        kind = "config error" if e.exit_code == 2 else "error"
+        print(f"winnow: {kind}: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

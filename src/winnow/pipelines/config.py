@@ -1,0 +1,398 @@
+"""The run configuration: one YAML file, validated once at load, before any work starts.
+
+Every stage reads its own section; `output_dir` is the run folder, and each stage writes
+`<output_dir>/<stage>/`. An unknown key, a wrong type or a missing input is a `ConfigError`
+whose message is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from winnow.errors import ConfigError
+from winnow.proxy.tasks import TASKS
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(Section):
+    paths: list[str] = Field(default_factory=list)  # globs or files; relative to the config's cwd
+    format: Literal["warc", "jsonl", "parquet"] = "warc"
+    text_key: str = "text"
+    id_key: str = "id"
+    limit: int = -1  # documents per task, for smoke runs
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    def files(self) -> list[str]:
+        """Every input file, sorted, so task assignment does not depend on the file system's order."""
+        found: list[str] = []
+        for pattern in self.paths:
+            found.extend(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        return sorted(set(found))
+
+
+# What may reach a generated sbatch script from the config: every value is written on a `#SBATCH` line
+# or a command line of the job, so a newline, a space or a shell metacharacter would inject commands.
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*")  # partition(s), qos
+# Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or no limit
+_SLURM_TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE")
+_SBATCH_OPTION = re.compile(r"[a-z][a-z0-9-]*")
+_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:=/@+-]*")
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@,=-]+")  # also checked on output_dir by winnow.pipelines.execution.slurm
+
+
+class ExecutorConfig(Section):
+    """Where a stage runs. The Slurm fields map onto datatrove's SlurmPipelineExecutor (src/winnow/pipelines/execution/slurm.py)."""
+
+    kind: Literal["local", "slurm"] = "local"  # a key of winnow.pipelines.execution.EXECUTORS
+    tasks: int = Field(1, ge=1)
+    workers: int = -1  # max simultaneous tasks; -1 = all
+    # Slurm only (mapped onto datatrove's SlurmPipelineExecutor)
+    partition: str | None = None  # default: the cluster's default partition
+    time: str = "04:00:00"  # per task
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: float = Field(2, gt=0)
+    qos: str | None = None  # left out of the script when unset
+    sbatch_args: dict[str, str] = Field(default_factory=dict)  # extra `#SBATCH --key=value` lines
+    env_command: str | None = None  # shell run first in each job (by design free shell: it comes from the user)
+    venv: str | None = None  # path of a virtualenv; its bin/activate is sourced inside each job
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError("must be -1 (all at once) or a positive number of simultaneous tasks")
+        return v
+
+    @field_validator("partition", "qos")
+    @classmethod
+    def _slurm_name(cls, v: str | None) -> str | None:
+        if v is not None and not _SLURM_NAME.fullmatch(v):
+            raise ValueError("a Slurm name may hold only letters, digits and _ . + - (a list: comma-separated)")
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _slurm_time(cls, v: str) -> str:
+        if not _SLURM_TIME.fullmatch(v):
+            raise ValueError("not a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED)")
+        return v
+
+    @field_validator("sbatch_args", mode="before")
+    @classmethod
+    def _sbatch_args(cls, v):
+        if not isinstance(v, dict):
+            return v
+        checked = {}
+        for key, value in v.items():
+            key, value = str(key).removeprefix("--"), "" if value is None else str(value)
+            if not _SBATCH_OPTION.fullmatch(key) or not _SBATCH_VALUE.fullmatch(value):
+                raise ValueError(f"sbatch option {key!r}={value!r} holds a character that is not allowed "
+                                 "(option: lowercase letters, digits, -; value: letters, digits and _ . , : = / @ + -)")
+            checked[key] = value
+        return checked
+
+    @field_validator("venv")
+    @classmethod
+    def _venv(cls, v: str | None) -> str | None:
+        if v is not None and not SAFE_PATH.fullmatch(v):
+            raise ValueError("the path may hold only letters, digits and _ . / + @ , = -")
+        return v
+
+
+class ExtractConfig(Section):
+    extractor: str = "trafilatura"  # trafilatura | resiliparse | any name in winnow.blocks.extractors.EXTRACTORS (checked by the base stage)
+    timeout: float = 1.0  # seconds per page (FineWeb: 1 s for trafilatura)
+    favour_precision: bool = True  # FineWeb ran trafilatura in precision mode
+
+
+class FiltersConfig(Section):
+    """`enabled` lists the filters in order; any other key is `<filter name>: {<argument>: value}`."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    enabled: list[str] = Field(
+        default_factory=lambda: [
+            "url", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"
+        ]
+    )
+    word_splitter: Literal["regex", "spacy"] = "regex"
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        extra = self.model_extra or {}
+        for name, value in extra.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"filters.{name}: expected a mapping of argument: value, got {value!r}")
+        return dict(extra)
+
+
+class PiiConfig(Section):
+    emails: bool = True
+    ips: bool = True
+
+
+class MinhashParams(Section):
+    """FineWeb's MinHash (datatrove MinhashConfig defaults, as in FineWeb's dedup script)."""
+
+    n_grams: int = Field(5, ge=1)  # word 5-grams
+    num_buckets: int = Field(14, ge=1)  # 14 bands ...
+    hashes_per_bucket: int = Field(8, ge=1)  # ... of 8 hashes: P(dup | J=0.8) = 0.92, threshold ≈ 0.72
+    hash_bits: Literal[32, 64] = 64
+    seed: int = 1
+    language: str = "en"  # spaCy word splitting rules used for the shingles
+
+
+class DedupConfig(Section):
+    engine: Literal["datatrove", "datasketch"] = "datatrove"
+    scope: Literal["per_dump", "global"] = "per_dump"  # FineWeb: per dump; FineWeb-2: global
+    exact: bool = True  # exact dedup (hash of the normalised text) before MinHash
+    minhash: MinhashParams = Field(default_factory=MinhashParams)
+    max_documents_in_memory: int = Field(2_000_000, ge=1)  # datasketch engine refuses larger corpora
+    tasks: int | None = Field(None, ge=1)  # signature and filter tasks; defaults to executor.tasks
+    bucket_workers: int = Field(1, ge=1)  # tasks per bucket in the bucket step (num_buckets * this tasks)
+
+
+class AnnotateConfig(Section):
+    """Which documents are annotated, with which prompt (src/winnow/pipelines/stages/annotate.py)."""
+
+    n_documents: int = Field(50, ge=1)
+    seed: int = 0
+    source: str | None = None  # stage folder to sample from; default: latest of dedup/ or base/
+    stratify_by: str | None = None  # a column of the source (e.g. dump, language): proportional sample per value
+    prompt: str = "fineweb_edu_v1"  # a shipped prompt name or a text file holding <EXAMPLE> once
+    max_chars: int = 1000  # document characters shown to the LLM (FineWeb-Edu: the first 1,000); <= 0 = all
+    tasks: int = Field(1, ge=1)  # datatrove tasks (each with its own server when annotator.kind is local)
+    checkpoint_every: int = Field(10, ge=1)  # documents per checkpoint chunk: a killed run redoes at most these
+
+
+class AnnotatorConfig(Section):
+    """The LLM that rates documents: an OpenAI-compatible endpoint, or the embedded local server."""
+
+    kind: Literal["local", "endpoint"] = "local"
+    base_url: str | None = None  # endpoint: e.g. http://gpu-node:8000/v1 (vLLM, SGLang, TGI, llama.cpp, hosted)
+    model: str | None = None  # endpoint: the served model name; local: set by the stage
+    api_key_env: str | None = None  # NAME of the environment variable holding the key (the key is never stored)
+    mode: Literal["chat", "decision"] | None = None  # chat: free answer, parsed; decision: score probabilities
+    concurrency: int = Field(0, ge=0)  # requests in flight per task; 0 = 1 for local, 16 for an endpoint
+    timeout_s: float = Field(120.0, gt=0)  # per request
+    max_attempts: int = Field(3, ge=1)  # per document, counting unparseable answers and failed requests
+    backoff_s: float = Field(2.0, ge=0)  # wait before retry n: backoff_s * 2**(n-1), capped at 60 s
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(512, ge=1)  # chat answers: FineWeb-Edu asks for <= 100 words + the score
+    samples: int = Field(1, ge=1)  # answers per document (a jury of samples; use temperature > 0)
+    aggregate: Literal["mean", "median", "majority"] = "mean"  # how samples become one score
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # passed as-is in each request (server options)
+    threads: int = Field(1, ge=1)  # local: torch threads of the embedded server
+    startup_timeout_s: float = Field(300.0, gt=0)  # local: seconds to wait for the server to load
+    model_dir: str | None = None  # local: converted model folder; default: ~/.cache/winnow/models/...
+
+    def resolved_mode(self) -> str:
+        return self.mode or ("decision" if self.kind == "local" else "chat")
+
+    def resolved_concurrency(self) -> int:
+        return self.concurrency or (1 if self.kind == "local" else 16)
+
+
+class FastTextConfig(Section):
+    """fastText's own argument names (DCLM-style word + bigram model)."""
+
+    lr: float = 0.5  # small data: few updates per epoch, so a high rate (a NaN retries at half the rate)
+    epoch: int = Field(10, ge=1)
+    dim: int = Field(32, ge=1)
+    wordNgrams: int = Field(2, ge=1)
+    minCount: int = Field(2, ge=1)
+    bucket: int = Field(200_000, ge=1000)  # hashed bigram rows; fastText's 2M default makes an 800 MB model
+
+
+class ClassifierConfig(Section):
+    backbone: Literal["embed", "fasttext"] = "embed"
+    labels: str | None = None  # JSONL/Parquet file, glob or folder; default: <output_dir>/annotations
+    eval_labels: str | None = None  # held-out labels; default: a stratified 20 % of `labels`
+    text_key: str = "text"
+    score_key: str = "scores.score"  # dotted for nested fields; falls back to `score`
+    id_key: str = "id"
+    output: str | None = None  # default: <output_dir>/classifier
+    seed: int = 0
+    calibrate: bool = True  # fit integer-boundary cuts on out-of-fold training scores
+    calibration_folds: int = Field(5, ge=2)
+    learning_curve: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    # embed backbone (FineWeb-Edu: frozen encoder + linear regression head, lr 3e-4, 20 epochs, best macro-F1)
+    encoder: str = "all-MiniLM-L6-v2"  # the packaged MiniLM, or a local HF / sentence-transformers folder
+    max_tokens: int = Field(256, ge=8)
+    learning_rate: float = Field(3e-4, gt=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    dev_share: float = Field(0.15, gt=0, lt=1)
+    device: str = "auto"  # auto | cpu | cuda
+    embedding_cache: str | None = None  # default: <output_dir>/classifier/embeddings
+    # fasttext backbone
+    fasttext: FastTextConfig = Field(default_factory=FastTextConfig)
+    balance: Literal["oversample", "none"] = "oversample"
+
+
+class ScoreConfig(Section):
+    classifier: str | None = None  # default: <output_dir>/classifier
+    source: str | None = None  # folder of Parquet documents; default: the latest of <output_dir>/dedup, base
+    batch_size: int | None = None  # default: 64 on CPU, 512 on a GPU
+    device: str = "auto"  # auto | cpu | cuda
+    tasks: int | None = None  # default: executor.tasks
+
+
+class SubsetsConfig(Section):
+    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])  # FineWeb-Edu: int_score >= 3 (and >= 2)
+    source: str | None = None  # default: <output_dir>/scored
+    tasks: int | None = None  # default: executor.tasks
+
+
+class AblationSource(Section):
+    """One data variant to compare: a subset folder (its *.parquet) or a JSONL/Parquet file or glob."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes <output_dir>/ablations/<name>/
+    data: str
+    text_key: str = "text"
+
+
+class AblateConfig(Section):
+    """Proxy-model ablations: the same model, token budget, batch and seeds for every data source."""
+
+    ablations: list[AblationSource] = Field(default_factory=list)
+    preset: Literal["cpu-tiny", "gpu-small", "fineweb-1.8b"] = "cpu-tiny"
+    model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {context_length: 128}
+    tokens: int = Field(250_000, gt=0)  # training tokens per run (FineWeb: 28B for the 1.8B model)
+    batch_size: int = Field(16, gt=0)  # sequences per optimiser step
+    micro_batch_size: int | None = None
+    learning_rate: float = Field(3e-3, gt=0)
+    schedule: Literal["wsd", "cosine"] = "wsd"
+    seeds: list[int] = Field(default_factory=lambda: [0, 1])  # 2 seeds give the noise band of each metric
+    threads: int = Field(1, ge=1)  # CPU threads per training run
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_every: int = Field(50, gt=0)  # steps between validation losses (and checkpoints)
+    tokenizer_docs_per_source: int = Field(1000, gt=0)  # documents per ablation for the corpus BPE (cpu-tiny)
+    tasks: list[str] = Field(default_factory=lambda: list(TASKS))  # winnow.proxy.tasks.REGISTRY
+    eval_limit: int | None = 200  # items per task (FineWeb used 1,000); None = all
+    wikitext_articles: int | None = 10  # WikiText-2 test articles for perplexity (62 in all); None = all
+    eval_seed: int = 1234
+    eval_batch_size: int = Field(16, gt=0)
+    benchmarks_dir: str = "../shared/data/benchmarks"
+
+    @field_validator("ablations")
+    @classmethod
+    def _unique_names(cls, v):
+        names = [a.name for a in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ablation names must be unique, got {names}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        unknown = [t for t in v if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; known: {TASKS}")
+        return v
+
+
+class RunConfig(Section):
+    name: str
+    output_dir: str
+    dump: str = "CC-MAIN-2024-10"
+    input: InputConfig = Field(default_factory=InputConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    subsets: SubsetsConfig = Field(default_factory=SubsetsConfig)
+    ablate: AblateConfig = Field(default_factory=AblateConfig)
+
+    source_file: str | None = Field(default=None, exclude=True)
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.output_dir) / stage
+
+    def documents_source(self, override: str | None, key: str, command: str, require_finished: bool = True) -> Path:
+        """The folder of Parquet documents a later stage reads: `override` (the `key` setting) when given, else
+        the latest of dedup/ or base/. With `require_finished`, a folder without summary.json (still running,
+        or killed: its output is partial) is refused rather than read."""
+        if override:
+            folder = Path(override)
+            if not any(folder.glob("*.parquet")):
+                raise ConfigError(f"{self.source_file}: {key}: no *.parquet in {folder}")
+            return folder
+        for stage in ("dedup", "base"):
+            folder = self.stage_dir(stage)
+            if any(folder.glob("*.parquet")):
+                if require_finished and not (folder / "summary.json").is_file():
+                    raise ConfigError(f"{self.source_file}: {folder} is not finished (no summary.json); finish "
+                                      f"`winnow {stage}` first, or set {key}")
+                return folder
+        raise ConfigError(f"{self.source_file}: nothing to {command}: no *.parquet in {self.stage_dir('dedup')} or "
+                          f"{self.stage_dir('base')} (run `winnow base` first, or set {key})")
+
+
+def _apply_override(data: dict, assignment: str, source: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"{source}: --set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: --set {key}: {part} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{key}'"
+    return f"{source}: {key}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = (), check_inputs: bool = True) -> RunConfig:
+    """Read, override (`key=value`) and validate a run config. Raises ConfigError with a one-line message."""
+    source = str(path)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    for assignment in overrides:
+        _apply_override(data, assignment, source)
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None
+    cfg.source_file = source
+    cfg.filters.overrides()
+    if check_inputs:
+        if not cfg.input.paths:
+            raise ConfigError(f"{source}: input.paths is empty")
+        for pattern in cfg.input.paths:
+            if not any(os.path.isfile(p) for p in glob.glob(pattern, recursive=True)):
+                raise ConfigError(f"{source}: input.paths: no file matches '{pattern}'")
+    return cfg

@@ -1,0 +1,152 @@
+"""The stage registry: the one ordered list of winnow's stages. Everything that lists stages reads it.
+
+    base → dedup → annotate → classifier → score → subsets → ablate → report
+
+A stage's name is its command (`winnow <name>`), its make target (`make <name>`), its folder
+(`<output_dir>/<name>/`) and its key in timings.json. Readers of this list: the CLI (`winnow --help`,
+`winnow stages`), the Makefile's one pattern rule, the whole-recipe run (`winnow demo`), the order in which
+Slurm submissions wait for each other, `winnow status`, the report's "not run → run this" hints and stage
+table, and the README assembly (scripts/assemble_readme.sh).
+
+Adding a stage: a module in winnow/pipelines/stages/ with `run(cfg, args) -> int`, one `Stage(...)` below,
+its config section in config.py and its docs/sections/<name>.md.
+
+This module imports nothing heavy (the CLI reads it before anything else is loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One extra command-line option of a stage, as argparse.add_argument takes it."""
+
+    flags: tuple[str, ...]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # command = make target = folder under output_dir = timings key
+    module: str  # a module with run(cfg, args) -> int
+    help: str
+    done_file: str = "summary.json"  # the file a finished stage leaves in its folder (written last)
+    arguments: tuple[Arg, ...] = ()
+    aliases: tuple[str, ...] = ()  # older command spellings, still accepted
+    config_required: bool = True
+    check_inputs: bool = False  # input.paths must match files when the config is loaded
+    in_recipe: bool = True  # part of the whole-recipe run (`winnow demo`)
+    documents: bool = False  # the folder holds documents: it gets a dataset card (README.md with `configs:`)
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def folder(self, output_dir: str | Path) -> Path:
+        return Path(output_dir) / self.name
+
+    def finished(self, output_dir: str | Path) -> bool:
+        return (self.folder(output_dir) / self.done_file).is_file()
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        for arg in self.arguments:
+            parser.add_argument(*arg.flags, **arg.options)
+
+    def default_arguments(self, config: str | None = None) -> argparse.Namespace:
+        """The arguments `winnow <name>` would get with no option but -c: what the whole-recipe run passes."""
+        parser = argparse.ArgumentParser(prog=f"winnow {self.name}")
+        self.add_arguments(parser)
+        return argparse.Namespace(config=config, set=[], **vars(parser.parse_args([])))
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def register(stage: Stage) -> Stage:
+    """Add a stage at the end of the order (a test adds a throwaway one this way)."""
+    if stage.name in STAGES or stage.name in aliases():
+        raise ValueError(f"stage {stage.name!r} is registered already")
+    STAGES[stage.name] = stage
+    return stage
+
+
+def names() -> list[str]:
+    return list(STAGES)
+
+
+def aliases() -> dict[str, str]:
+    return {alias: s.name for s in STAGES.values() for alias in s.aliases}
+
+
+def get(name: str) -> Stage:
+    """A stage by name or alias; KeyError names the known stages."""
+    name = aliases().get(name, name)
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
+    return STAGES[name]
+
+
+def recipe() -> list[Stage]:
+    """The whole recipe, in order."""
+    return [s for s in STAGES.values() if s.in_recipe]
+
+
+def upstream_folders(name: str) -> list[str]:
+    """Stages before `name` in the order (all of them for a name that is not a stage)."""
+    order = names()
+    return order[: order.index(name)] if name in order else order
+
+
+# ---- winnow's stages, in the order they feed each other -------------------------------------------------------
+register(Stage(
+    "base", "winnow.pipelines.stages.base",
+    "WARC/JSONL/Parquet → extracted, filtered documents (FineWeb base)",
+    check_inputs=True, documents=True,
+))
+register(Stage(
+    "dedup", "winnow.pipelines.stages.dedup",
+    "exact + MinHash deduplication of base/",
+    documents=True,
+))
+register(Stage(
+    "annotate", "winnow.pipelines.stages.annotate",
+    "LLM educational-value annotation of a sample",
+))
+register(Stage(
+    "classifier", "winnow.pipelines.stages.classifier",
+    "train and evaluate the educational-quality classifier",
+    done_file="eval.json", aliases=("train-classifier",),
+))
+register(Stage(
+    "score", "winnow.pipelines.stages.score",
+    "score every document with the classifier (score, int_score columns)",
+    config_required=False, documents=True,
+    arguments=(
+        Arg(("--classifier",), {"help": "a saved classifier folder (default: <output_dir>/classifier)"}),
+        Arg(("--input",), {"nargs": "+", "help": "JSONL/Parquet files or globs to score instead of the run's"}),
+        Arg(("--output",), {"help": "folder for the scored documents (with --input)"}),
+    ),
+))
+register(Stage(
+    "subsets", "winnow.pipelines.stages.subsets",
+    "threshold subsets (edu-2, edu-3, ...) from the scores",
+    documents=True,
+))
+register(Stage(
+    "ablate", "winnow.pipelines.stages.ablate",
+    "tokenize → train → evaluate a proxy LM per ablation",
+    arguments=(
+        Arg(("--only-tokenize",), {"action": "store_true", "help": "tokenize and write each run's train.json, "
+                                   "then stop (train them with torchrun/sbatch)"}),
+    ),
+))
+register(Stage(
+    "report", "winnow.pipelines.stages.report",
+    "the run's report: funnel, dedup, classifier, ablations (report/index.html)",
+    done_file="index.html",
+))

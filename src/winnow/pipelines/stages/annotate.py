@@ -1,0 +1,377 @@
+"""The annotation stage: a seeded sample of documents, each rated 0-5 for educational value by an LLM.
+
+    sample (annotate.n_documents, seed, uniform or stratified) of dedup/ or base/
+      → annotations/sample/*.parquet (fixed once, so a re-run annotates the same documents)
+      → datatrove InferenceRunner (one per task; checkpoints every annotate.checkpoint_every documents)
+         rollout: winnow.classifiers.annotators.EndpointAnnotator → the configured endpoint, or the embedded local server
+      → annotations/${rank}_${chunk_index}.parquet, summary.json, score_histogram.png
+
+Output columns: id, text, url, stratum, score (int 0-5 or null), score_expected, sample_scores, status
+(scored | unparseable | failed), response, model, prompt_version, mode, attempts, error, prompt_tokens,
+completion_tokens, seconds. Every sampled document gets exactly one row; summary.json checks
+requested = scored + unparseable + failed. A killed run resumes from its checkpoints (no document twice, none skipped).
+
+InferenceRunner does the document loop, concurrency, checkpoints and resume; the requests themselves go through our
+annotator (see src/winnow/classifiers/annotators.py for why the runner's own request path is not used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
+from datatrove.pipeline.inference.servers import InferenceServer
+
+from winnow.pipelines.config import AnnotatorConfig, ConfigError, RunConfig
+from winnow.pipelines.execution import Step, launch, logging_dir, offline_environment
+from winnow.errors import AccountingError
+from winnow.pipelines.summary import write_summary
+
+STAGE = "annotate"  # <output_dir>/annotate/ (data, logs/, summary.json)
+STEP = "annotate"
+EMBEDDED_NOTE = (
+    "embedded default annotator (SmolLM2-135M-Instruct, CPU): exercises the stage end to end but has no useful "
+    "judgement of educational value (Spearman vs Llama-3-70B labels -0.25 on 120 documents; it rates nearly all 1); "
+    "use a strong model for real labels"
+)
+
+
+def annotations_dir(cfg: RunConfig) -> Path:
+    return cfg.stage_dir(STAGE)
+
+
+# ---- which documents ------------------------------------------------------------------------------------------
+def source_dir(cfg: RunConfig) -> Path:
+    return cfg.documents_source(cfg.annotate.source, "annotate.source", "annotate")
+
+
+def choose_rows(keys: list, n: int, seed: int) -> list[int]:
+    """Indices of `n` rows drawn without replacement; with `keys` (one stratum per row), proportionally per
+    stratum (largest remainders), so every stratum keeps its share of the sample."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    total = len(keys)
+    n = min(n, total)
+    if not keys or keys[0] is None and len(set(keys)) == 1:
+        return sorted(rng.choice(total, size=n, replace=False).tolist())
+    strata: dict = {}
+    for i, key in enumerate(keys):
+        strata.setdefault(key, []).append(i)
+    ordered = sorted(strata, key=str)
+    exact = {k: n * len(strata[k]) / total for k in ordered}
+    quota = {k: int(exact[k]) for k in ordered}
+    for k in sorted(ordered, key=lambda k: (-(exact[k] - quota[k]), str(k)))[: n - sum(quota.values())]:
+        quota[k] += 1
+    chosen: list[int] = []
+    for k in ordered:
+        members = strata[k]
+        chosen.extend(members[j] for j in rng.choice(len(members), size=quota[k], replace=False))
+    return sorted(chosen)
+
+
+def write_sample(cfg: RunConfig) -> Path:
+    """Draw the sample once into annotations/sample/ (one file per task); a re-run must ask for the same one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = annotations_dir(cfg) / "sample"
+    source = source_dir(cfg)
+    spec = {"source": str(source.resolve()), "n_documents": cfg.annotate.n_documents, "seed": cfg.annotate.seed,
+            "stratify_by": cfg.annotate.stratify_by, "tasks": cfg.annotate.tasks}
+    spec_path = folder / "sample.json"
+    if spec_path.is_file():
+        previous = json.loads(spec_path.read_text())
+        if {k: previous.get(k) for k in spec} != spec:
+            raise ConfigError(f"{cfg.source_file}: {folder} holds a different sample ({previous}); use another "
+                              f"output_dir or delete {annotations_dir(cfg)} to annotate a new sample")
+        return folder
+    files = sorted(source.glob("*.parquet"))
+    keys, where, seen = [], [], set()
+    stratify = cfg.annotate.stratify_by
+    for file_index, path in enumerate(files):
+        columns = ["id"] + ([stratify] if stratify else [])
+        try:
+            table = pq.read_table(path, columns=columns)
+        except (KeyError, pa.ArrowInvalid) as e:
+            raise ConfigError(f"{cfg.source_file}: annotate.stratify_by: cannot read {columns} from {path} ({e})")
+        strata = table.column(stratify).to_pylist() if stratify else [None] * table.num_rows
+        for row, (doc_id, key) in enumerate(zip(table.column("id").to_pylist(), strata)):
+            if doc_id in seen:  # a duplicated id would be annotated twice; keep its first occurrence
+                continue
+            seen.add(doc_id)
+            where.append((file_index, row))
+            keys.append(key)
+    chosen = choose_rows(keys, cfg.annotate.n_documents, cfg.annotate.seed)
+    by_file: dict[int, list[int]] = {}
+    for i in chosen:
+        by_file.setdefault(where[i][0], []).append(where[i][1])
+    rows = []
+    for file_index, row_numbers in sorted(by_file.items()):
+        table = pq.read_table(files[file_index]).take(row_numbers).to_pylist()
+        for record in table:
+            rows.append({"id": str(record["id"]), "text": record.get("text") or "", "url": record.get("url"),
+                         "stratum": None if not stratify else str(record.get(stratify))})
+    folder.mkdir(parents=True, exist_ok=True)
+    for task in range(cfg.annotate.tasks):
+        part = rows[task:: cfg.annotate.tasks]
+        schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("url", pa.string()),
+                            ("stratum", pa.string())])
+        pq.write_table(pa.Table.from_pylist(part, schema=schema), folder / f"{task:05d}.parquet")
+    spec_path.write_text(json.dumps(spec | {"ids": len(rows)}, indent=1) + "\n")
+    return folder
+
+
+# ---- who annotates --------------------------------------------------------------------------------------------
+def build_annotator(settings: dict, base_url: str, model: str, label: str | None = None):
+    from winnow.classifiers.annotators import EndpointAnnotator
+    from winnow.classifiers.prompt import load_prompt
+
+    a = AnnotatorConfig.model_validate(settings["annotator"])
+    annotator = EndpointAnnotator(
+        base_url=base_url, model=model, prompt=load_prompt(settings["prompt"], settings["max_chars"]),
+        mode=a.resolved_mode(), api_key_env=a.api_key_env, timeout_s=a.timeout_s, max_attempts=a.max_attempts,
+        backoff_s=a.backoff_s, temperature=a.temperature, max_tokens=a.max_tokens, extra_body=a.extra_body)
+    annotator.label = label or model  # what the `model` column says
+    return annotator
+
+
+@contextlib.contextmanager
+def annotator_session(settings: dict):
+    """Per task: the annotator, and for `kind: local` the embedded server it talks to (stopped at the end)."""
+    from winnow.classifiers.local_server import GGUF_FILE, LocalServer, ensure_model_dir
+
+    a = AnnotatorConfig.model_validate(settings["annotator"])
+    if a.kind == "endpoint":
+        annotator = build_annotator(settings, a.base_url, a.model)
+        annotator.check()
+        yield {"annotator": annotator}
+        return
+    server_dir = Path(settings["stage_dir"]) / "logs" / "server"
+    server = LocalServer(ensure_model_dir(a.model_dir), threads=a.threads, startup_timeout_s=a.startup_timeout_s,
+                         log_path=server_dir / f"server_{os.getpid()}.log",
+                         pid_path=server_dir / f"server_{os.getpid()}.pid")
+    with server:
+        annotator = build_annotator(settings, server.base_url, server.model, label=f"{GGUF_FILE} (embedded)")
+        annotator.check()
+        yield {"annotator": annotator}
+
+
+async def rollout(document, generate, annotator):
+    from winnow.classifiers.annotators import annotate_document
+
+    record = await annotate_document(document, generate, annotator)
+    return record | {"model": annotator.label, "prompt_version": annotator.prompt.version, "mode": annotator.mode}
+
+
+def output_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("text", pa.string()), ("url", pa.string()), ("stratum", pa.string()),
+        ("score", pa.int64()), ("score_expected", pa.float64()), ("sample_scores", pa.list_(pa.int64())),
+        ("status", pa.string()), ("response", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
+        ("mode", pa.string()), ("attempts", pa.int64()), ("error", pa.string()), ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()), ("seconds", pa.float64()),
+    ])
+
+
+def annotation_record(writer, document, aggregate: str = "mean") -> dict:
+    """datatrove writer adapter: one output row from a document and its annotation(s)."""
+    from winnow.classifiers.parsing import aggregate_scores
+
+    samples = document.metadata.get("annotation") or []
+    first = samples[0] if samples else {}
+    scored = [s for s in samples if s["status"] == "scored"]
+    if len(samples) > 1:  # a jury: one score from several answers
+        value = aggregate_scores([s["score"] for s in samples], aggregate)
+        score, expected = (None, None) if value is None else (int(round(value)), value)
+    else:
+        score, expected = first.get("score"), first.get("score_expected")
+    status = "scored" if scored else ("unparseable" if any(s["status"] == "unparseable" for s in samples)
+                                      else "failed")
+    return {
+        "id": document.id, "text": document.text, "url": document.metadata.get("url"),
+        "stratum": document.metadata.get("stratum"), "score": score, "score_expected": expected,
+        "sample_scores": [s.get("score") for s in samples], "status": status,
+        "response": first.get("response"), "model": first.get("model"), "prompt_version": first.get("prompt_version"),
+        "mode": first.get("mode"), "attempts": sum(s.get("attempts", 0) for s in samples),
+        "error": None if scored else (" || ".join(s["error"] for s in samples if s.get("error")) or "no answer"),
+        "prompt_tokens": sum(s.get("prompt_tokens", 0) for s in samples),
+        "completion_tokens": sum(s.get("completion_tokens", 0) for s in samples),
+        "seconds": sum(s.get("seconds", 0.0) for s in samples),
+    }
+
+
+class NoServer(InferenceServer):
+    """InferenceRunner's server slot, left empty: the annotator reaches its endpoint (or the embedded server it
+    started) itself, with its own timeouts and retries."""
+
+    async def start_server(self):
+        return None
+
+    async def monitor_health(self):
+        await asyncio.Future()  # nothing to watch; cancelled when the task ends
+
+    async def is_ready(self) -> bool:
+        return True
+
+
+class AnnotationRunner(InferenceRunner):
+    """datatrove's InferenceRunner (document loop, concurrency, checkpoints, resume) with the rollout doing the
+    requests (winnow.classifiers.annotators.annotate_document)."""
+
+    name = "LLM annotation"
+
+    def _init_server(self, rank: int) -> InferenceServer:
+        return NoServer(self.config, rank)
+
+
+def build_runner(cfg: RunConfig, stage_dir: Path) -> AnnotationRunner:
+    from datatrove.pipeline.writers import ParquetWriter
+
+    a = cfg.annotator
+    settings = {"annotator": a.model_dump(), "prompt": cfg.annotate.prompt, "max_chars": cfg.annotate.max_chars,
+                "stage_dir": str(stage_dir)}
+    concurrency = a.resolved_concurrency()
+    config = InferenceConfig(
+        server_type="endpoint", model_name_or_path=a.model or "embedded", endpoint_url=a.base_url or "local",
+        rollouts_per_document=a.samples, max_concurrent_generations=concurrency * a.samples,
+        max_concurrent_documents=concurrency, metric_interval=300, server_ready_max_attempts=1,
+    )
+    writer = ParquetWriter(str(stage_dir), output_filename="${rank}_${chunk_index}.parquet",
+                           adapter=functools.partial(annotation_record, aggregate=a.aggregate),
+                           schema=output_schema(), batch_size=cfg.annotate.checkpoint_every)
+    return AnnotationRunner(rollout_fn=rollout, config=config, output_writer=writer,
+                            shared_context=functools.partial(annotator_session, settings),
+                            checkpoints_local_dir=str(stage_dir / "checkpoints"),
+                            records_per_chunk=cfg.annotate.checkpoint_every, metadata_key="annotation")
+
+
+# ---- what came out --------------------------------------------------------------------------------------------
+def reason_key(error: str | None) -> str:
+    """A countable reason from a document's error text: its last attempt's reason without the details."""
+    last = (error or "no answer").split(" || ")[-1].split(" | ")[-1]
+    if last.startswith("HTTP "):
+        return last.split(":")[0]  # "HTTP 500"
+    for general in ("malformed reply", "server unreachable", "ambiguous score statement", "non-integer score"):
+        if last.startswith(general):
+            return general
+    return re.sub(r"^score -?\d+ outside", "score outside", last)
+
+
+def finalize(cfg: RunConfig) -> dict:
+    """Check that every sampled document has exactly one row, then write summary.json and the histogram."""
+    import pyarrow.parquet as pq
+
+    from winnow.pipelines.summary import step_counters
+
+    stage_dir = annotations_dir(cfg)
+    requested = []
+    for path in sorted((stage_dir / "sample").glob("*.parquet")):
+        requested.extend(pq.read_table(path, columns=["id"]).column("id").to_pylist())
+    rows = []
+    for path in sorted(stage_dir.glob("*.parquet")):
+        rows.extend(pq.read_table(path, columns=[f for f in output_schema().names if f != "text"]).to_pylist())
+    ids = Counter(r["id"] for r in rows)
+    twice = sorted(i for i, n in ids.items() if n > 1)
+    missing = sorted(set(requested) - set(ids))
+    extra = sorted(set(ids) - set(requested))
+    if twice or missing or extra:
+        raise AccountingError(f"annotations: {len(twice)} documents annotated twice (e.g. {twice[:3]}), "
+                              f"{len(missing)} not annotated (e.g. {missing[:3]}), {len(extra)} not in the sample")
+    status = Counter(r["status"] for r in rows)
+    reasons = {s: dict(Counter(reason_key(r["error"]) for r in rows if r["status"] == s)) for s in
+               ("unparseable", "failed")}
+    histogram = {str(k): sum(1 for r in rows if r["score"] == k) for k in range(6)}
+    wall = sum(counter.get("inference_time", 0) for _, counter in step_counters(logging_dir(cfg, STAGE, STEP)))
+    parsed_answers = status["scored"] + status["unparseable"]
+    summary = {
+        "stage": STAGE,
+        "requested": len(requested), "scored": status["scored"], "unparseable": status["unparseable"],
+        "failed": status["failed"],
+        # the common accounting: read = kept + Σremoved + Σfailed
+        "read": len(requested), "kept": status["scored"], "removed": {"unparseable": reasons["unparseable"]},
+        "reasons": reasons,
+        "histogram": histogram,
+        "parse_rate": round(status["scored"] / parsed_answers, 4) if parsed_answers else None,
+        "attempts": dict(sorted(Counter(str(r["attempts"]) for r in rows).items())),
+        "tokens": {"prompt": sum(r["prompt_tokens"] or 0 for r in rows),
+                   "completion": sum(r["completion_tokens"] or 0 for r in rows)},
+        "seconds": {"annotating": round(sum(r["seconds"] or 0 for r in rows), 2), "inference_wall": round(wall, 2)},
+        "documents_per_second": round(len(rows) / wall, 4) if wall else None,
+        "model": sorted({r["model"] for r in rows if r["model"]}),
+        "prompt_version": sorted({r["prompt_version"] for r in rows if r["prompt_version"]}),
+        "mode": cfg.annotator.resolved_mode(),
+        "annotator_kind": cfg.annotator.kind,
+    }
+    if cfg.annotator.kind == "local":
+        summary["note"] = EMBEDDED_NOTE
+    write_summary(stage_dir, summary)
+    plot_histogram(stage_dir / "score_histogram.png", summary)
+    return summary
+
+
+def plot_histogram(path: Path, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(summary["histogram"]) + ["unparseable", "failed"]
+    counts = list(summary["histogram"].values()) + [summary["unparseable"], summary["failed"]]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(labels, counts, color=["#4c72b0"] * 6 + ["#dd8452", "#c44e52"])
+    for x, c in enumerate(counts):
+        ax.text(x, c, str(c), ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel("educational score")
+    ax.set_ylabel("documents")
+    ax.set_title(f"{summary['requested']} documents, {', '.join(summary['model'])}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---- the command ----------------------------------------------------------------------------------------------
+def check_endpoint(cfg: RunConfig) -> None:
+    """Fail fast, before any work, when the configured endpoint cannot be used."""
+    a = cfg.annotator
+    if a.kind != "endpoint":
+        return
+    if not a.base_url or not a.model:
+        raise ConfigError(f"{cfg.source_file}: annotator.kind endpoint needs annotator.base_url and annotator.model")
+    settings = {"annotator": a.model_dump(), "prompt": cfg.annotate.prompt, "max_chars": cfg.annotate.max_chars}
+    build_annotator(settings, a.base_url, a.model).check()
+
+
+def run(cfg: RunConfig, args=None) -> int:
+    from winnow.classifiers.annotators import AnnotatorUnavailable
+    from winnow.classifiers.local_server import ensure_model_dir
+    from winnow.classifiers.prompt import load_prompt
+
+    offline_environment()
+    try:
+        load_prompt(cfg.annotate.prompt, cfg.annotate.max_chars)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"{cfg.source_file}: annotate.prompt: {e}") from None
+    try:
+        check_endpoint(cfg)
+    except AnnotatorUnavailable as e:
+        raise ConfigError(f"{cfg.source_file}: annotator: {e}") from None
+    if cfg.annotator.kind == "local":
+        ensure_model_dir(cfg.annotator.model_dir)  # convert once here, not in every task
+    stage_dir = annotations_dir(cfg)
+    sample = write_sample(cfg)
+    from datatrove.pipeline.readers import ParquetReader
+
+    reader = ParquetReader(str(sample), glob_pattern="*.parquet", recursive=False)
+    step = Step(STEP, [reader, build_runner(cfg, stage_dir)], tasks=cfg.annotate.tasks)
+    launch(cfg, STAGE, [step], finalize=functools.partial(finalize, cfg))
+    return 0
