@@ -22,7 +22,7 @@ FINEWEB_DOCS = ROOT / ".." / "shared" / "data" / "annotations" / "fineweb-edu-ll
 
 def run_fidelity(output_dir: Path, word_splitter: str = "regex", tasks: int = 2) -> dict:
     """Run the base stage on the FineWeb documents; returns {"rows": [...per filter...], "total": {...}}."""
-    from winnow.pipelines import base
+    from winnow.pipelines.stages import base
     from winnow.pipelines.config import load_config
 
     shutil.rmtree(output_dir, ignore_errors=True)

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from winnow.classifiers.parsing import parse_score
-from winnow.pipelines import annotate
+from winnow.pipelines.stages import annotate
 from winnow.pipelines.config import ConfigError, RunConfig, load_config
 from winnow.pipelines.summary import read_summary
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from winnow.blocks.writers.parquet import FINEWEB_COLUMNS
-from winnow.pipelines import base
+from winnow.pipelines.stages import base
 from winnow.pipelines.config import load_config
 from winnow.pipelines.summary import check_invariant, total
 

@@ -7,7 +7,7 @@ datatrove steps, and for Slurm writes the sbatch scripts the cluster would get (
 
 import pytest
 
-from winnow.pipelines import ablate, annotate, base, dedup, score, subsets
+from winnow.pipelines.stages import ablate, annotate, base, dedup, score, subsets
 from winnow.pipelines.config import load_config
 
 

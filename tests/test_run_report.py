@@ -7,7 +7,7 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from winnow.pipelines import base, dedup
+from winnow.pipelines.stages import base, dedup
 from winnow.pipelines.config import load_config
 from winnow.pipelines.stages.report import run as report_command
 from winnow.pipelines.report.run import write_run_report

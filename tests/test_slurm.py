@@ -87,7 +87,7 @@ def data_files(stage_dir: Path) -> dict[str, object]:
         if not path.is_file() or rel.startswith("logs/") or rel == "slurm_jobs.json":
             continue
         if rel == "work/base_files.json":  # dedup's resume guard: recorded at submission only once base is final,
-            continue  # so not when dedup is submitted behind a queued base (winnow.pipelines.execution.slurm.output_final)
+            continue  # so not when dedup is submitted behind a queued base (winnow.pipelines.execution.queue.output_final)
         if rel.endswith(".parquet"):
             found[rel] = pq.read_table(path).to_pylist()
         elif rel.endswith(".gz"):
@@ -111,7 +111,7 @@ def _without_timings(value):
 
 # ------------------------------------------------------------------ a small two-stage run from datatrove blocks
 # Stand-ins for the real stages, named like them because the names set the order stages wait for each other in
-# (winnow.pipelines.execution.slurm.STAGE_ORDER). Everything the jobs unpickle is importable there: datatrove blocks and shutil.
+# (winnow.pipelines.registry). Everything the jobs unpickle is importable there: datatrove blocks and shutil.
 
 
 @pytest.fixture(scope="module")
