@@ -129,3 +129,15 @@ def test_the_readme_is_assembled_from_the_sections(project_root, tmp_path):
     out = tmp_path / "README.md"
     subprocess.run(["bash", "scripts/assemble_readme.sh", str(out)], cwd=project_root, check=True, timeout=60)
     assert out.read_text() == (project_root / "README.md").read_text()
+
+
+def test_a_run_folder_with_an_old_stage_folder_name_is_refused(tmp_path, capsys):
+    # winnow < 0.2 wrote scored/; reading past it would score everything again next to the old scores
+    config = tmp_path / "run.yaml"
+    config.write_text(f"name: old\noutput_dir: {tmp_path / 'run'}\n")
+    (tmp_path / "run" / "scored").mkdir(parents=True)
+    assert cli.main(["status", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("winnow: config error: ") and "rename it to" in err and err.count("\n") == 1
+    (tmp_path / "run" / "scored").rename(tmp_path / "run" / "score")
+    assert cli.main(["status", "-c", str(config)]) == 0

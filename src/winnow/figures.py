@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager
 def figure(png: str | os.PathLike, figsize: tuple[float, float] = (6.4, 4.0), dpi: int = 110,
-           nrows: int = 1, ncols: int = 1, **subplots) -> Iterator[tuple]:
+           nrows: int = 1, ncols: int = 1, layout_rect: tuple[float, float, float, float] | None = None,
+           **subplots) -> Iterator[tuple]:
+    """`layout_rect`: the (left, bottom, right, top) box tight_layout fits the axes into, leaving room for a
+    figure legend or suptitle outside it; `subplots` go to plt.subplots (sharey=True, ...)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +28,7 @@ def figure(png: str | os.PathLike, figsize: tuple[float, float] = (6.4, 4.0), dp
     fig, ax = plt.subplots(nrows, ncols, figsize=figsize, **subplots)
     try:
         yield fig, ax
-        fig.tight_layout()
+        fig.tight_layout(rect=layout_rect)
         fig.savefig(png, dpi=dpi)
     finally:
         plt.close(fig)

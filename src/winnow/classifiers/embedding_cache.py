@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.files import atomic_path, write_text
+
 
 def text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()
@@ -49,7 +51,7 @@ class EmbeddingCache:
             self._load()  # never overwrite what another instance saved
         keys = [text_key(t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.index))
-        first_text = {k: t for k, t in zip(keys, texts)}
+        first_text = {k: t for k, t in zip(keys, texts, strict=True)}
         for start in range(0, len(missing), self.chunk):  # saved chunk by chunk: an interrupted run keeps its work
             chunk = missing[start:start + self.chunk]
             fresh = np.asarray(encode([first_text[k] for k in chunk]), dtype=np.float32)
@@ -61,9 +63,8 @@ class EmbeddingCache:
         return self.vectors[[self.index[k] for k in keys]]
 
     def _save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        np.save(self.folder / "vectors.tmp.npy", self.vectors)
-        (self.folder / "keys.tmp").write_text("\n".join(self.keys) + "\n")
-        (self.folder / "vectors.tmp.npy").replace(self.folder / "vectors.npy")
-        (self.folder / "keys.tmp").replace(self.folder / "keys.txt")
+        # vectors first, keys last: keys.txt's mtime is the version other instances watch for
+        with atomic_path(self.folder / "vectors.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, self.vectors)  # a file object: given a path, np.save would append ".npy" to the tmp name
+        write_text(self.folder / "keys.txt", "\n".join(self.keys) + "\n")
         self.loaded_version = self._version()

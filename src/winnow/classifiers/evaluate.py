@@ -7,7 +7,6 @@ correlation of the float score with the label, the confusion matrix and the numb
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from winnow.classifiers.labels import MAX_SCORE
 from winnow.classifiers.saved import int_scores
+from winnow.figures import figure
+from winnow.files import write_json
 
 EDUCATIONAL = 3  # FineWeb-Edu keeps int_score >= 3
 
@@ -58,7 +59,7 @@ def write_report(folder: str | Path, metrics: dict, curve: list[dict], about: di
     """eval.json, eval.md, confusion_matrix.png and learning_curve.png in `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "eval.json").write_text(json.dumps({**about, "metrics": metrics, "learning_curve": curve}, indent=2) + "\n")
+    write_json(folder / "eval.json", {**about, "metrics": metrics, "learning_curve": curve})
     _plot_confusion(metrics, folder / "confusion_matrix.png", about)
     _plot_curve(curve, folder / "learning_curve.png", about)
     (folder / "eval.md").write_text(_markdown(metrics, curve, about))
@@ -97,47 +98,33 @@ def _markdown(m: dict, curve: list[dict], about: dict) -> str:
 
 
 def _plot_confusion(m: dict, path: Path, about: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     matrix = np.array(m["confusion"])
-    fig, ax = plt.subplots(figsize=(5, 4.3))
-    ax.imshow(matrix, cmap="Blues")
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=9)
-    ax.set_xlabel("predicted int_score")
-    ax.set_ylabel("label (Llama-3)" if "llama" in about["eval_source"].lower() else "label")
-    ax.set_title(f"{about['backbone']}: F1@3 {m['f1']:.2f}, macro-F1 {m['macro_f1']:.2f}, n={m['n']}")
-    ax.set_xticks(range(matrix.shape[1]))
-    ax.set_yticks(range(matrix.shape[0]))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(5, 4.3)) as (_, ax):
+        ax.imshow(matrix, cmap="Blues")
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=9)
+        ax.set_xlabel("predicted int_score")
+        ax.set_ylabel("label (Llama-3)" if "llama" in about["eval_source"].lower() else "label")
+        ax.set_title(f"{about['backbone']}: F1@3 {m['f1']:.2f}, macro-F1 {m['macro_f1']:.2f}, n={m['n']}")
+        ax.set_xticks(range(matrix.shape[1]))
+        ax.set_yticks(range(matrix.shape[0]))
 
 
 def _plot_curve(curve: list[dict], path: Path, about: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
     rows = [p["rows"] for p in curve]
-    for key, label in (("f1", "F1 of score ≥ 3"), ("macro_f1", "macro-F1"), ("spearman", "Spearman")):
-        ax.plot(rows, [p[key] for p in curve], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_xticks(rows)
-    ax.set_xticklabels([str(r) for r in rows])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("training labels")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{about['backbone']}: learning curve (val n={about.get('eval_rows', '?')})")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(5, 3.6)) as (_, ax):
+        from matplotlib.ticker import NullFormatter
+
+        for key, label in (("f1", "F1 of score ≥ 3"), ("macro_f1", "macro-F1"), ("spearman", "Spearman")):
+            ax.plot(rows, [p[key] for p in curve], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xticks(rows)
+        ax.set_xticklabels([str(r) for r in rows])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("training labels")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{about['backbone']}: learning curve (val n={about.get('eval_rows', '?')})")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)

@@ -20,6 +20,7 @@ import torch
 
 from winnow.classifiers.labels import MAX_SCORE
 from winnow.classifiers.model import FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder
+from winnow.files import write_json
 
 FORMAT = "winnow-edu-classifier/1"
 LABEL_SCHEME = {"min": 0, "max": MAX_SCORE, "int_score": "round(clamp(score, 0, 5))", "educational": "int_score >= 3"}
@@ -86,16 +87,15 @@ class EduClassifier:
             self.fasttext.save(folder / "model.bin")
         else:
             torch.save(self.head.state_dict(), folder / "head.pt")
-        tmp = folder / "config.json.tmp"
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-        tmp.replace(folder / "config.json")  # written last: a folder with config.json is a complete model
+        write_json(folder / "config.json", config)  # written last: a folder with config.json is a complete model
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu", batch_size: int | None = None) -> "EduClassifier":
+    def load(cls, folder: str | Path, device: str = "cpu", batch_size: int | None = None) -> EduClassifier:
         folder = Path(folder)
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder} is not a saved classifier (no config.json); run `winnow train-classifier`")
+            raise FileNotFoundError(f"{folder} is not a saved classifier (no config.json); "
+                                    "run `winnow train-classifier`")
         config = json.loads((folder / "config.json").read_text())
         if config.get("format") != FORMAT:
             raise ValueError(f"{folder}: unknown classifier format {config.get('format')!r}")

@@ -23,6 +23,7 @@ from winnow import __version__
 from winnow.errors import WinnowError
 from winnow.pipelines import registry
 from winnow.pipelines.config import load_config
+from winnow.pipelines.execution import offline_environment
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,18 @@ def dispatch(args: argparse.Namespace) -> int:
         module = importlib.import_module(command.module)
         if not command.with_config:
             return module.main(args) or 0
-        return module.run(load_config(args.config, args.set, check_inputs=False), args) or 0
+        cfg = load_config(args.config, args.set, check_inputs=False)
+        registry.check_old_folders(cfg.output_dir)
+        return module.run(cfg, args) or 0
     stage = registry.get(args.command)
     cfg = load_config(args.config, args.set, check_inputs=stage.check_inputs) if args.config else None
+    if cfg is not None:
+        registry.check_old_folders(cfg.output_dir)
     return stage.load().run(cfg, args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline_environment()  # before any stage module loads transformers or the hub client
     args = build_parser().parse_args(argv)
     try:
         return dispatch(args)

@@ -55,7 +55,8 @@ SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@,=-]+")  # also checked on output_dir by
 
 
 class ExecutorConfig(Section):
-    """Where a stage runs. The Slurm fields map onto datatrove's SlurmPipelineExecutor (src/winnow/pipelines/execution/slurm.py)."""
+    """Where a stage runs. The Slurm fields map onto datatrove's SlurmPipelineExecutor
+    (src/winnow/pipelines/execution/slurm.py)."""
 
     kind: Literal["local", "slurm"] = "local"  # a key of winnow.pipelines.execution.EXECUTORS
     tasks: int = Field(1, ge=1)
@@ -114,7 +115,8 @@ class ExecutorConfig(Section):
 
 
 class ExtractConfig(Section):
-    extractor: str = "trafilatura"  # trafilatura | resiliparse | any name in winnow.blocks.extractors.EXTRACTORS (checked by the base stage)
+    # trafilatura | resiliparse | any name in winnow.blocks.extractors.EXTRACTORS (checked by the base stage)
+    extractor: str = "trafilatura"
     timeout: float = 1.0  # seconds per page (FineWeb: 1 s for trafilatura)
     favour_precision: bool = True  # FineWeb ran trafilatura in precision mode
 
@@ -256,6 +258,14 @@ class SubsetsConfig(Section):
     tasks: int | None = None  # default: executor.tasks
 
 
+class OutputConfig(Section):
+    """How the published documents are written (winnow.blocks.writers.parquet: LAYOUTS, COLUMN_SETS). Applies to
+    subsets/; base/, dedup/ and score/ stay flat because the next stage reads their top-level *.parquet."""
+
+    layout: Literal["flat", "fineweb"] = "flat"  # flat: ${rank}.parquet; fineweb: data/<dump>/000_00000.parquet
+    columns: Literal["winnow", "fineweb-edu"] = "winnow"  # winnow: every column; fineweb-edu: exactly FineWeb-Edu's 10
+
+
 class AblationSource(Section):
     """One data variant to compare: a subset folder (its *.parquet) or a JSONL/Parquet file or glob."""
 
@@ -319,6 +329,7 @@ class RunConfig(Section):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     subsets: SubsetsConfig = Field(default_factory=SubsetsConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
     ablate: AblateConfig = Field(default_factory=AblateConfig)
 
     source_file: str | None = Field(default=None, exclude=True)

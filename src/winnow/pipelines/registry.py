@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from winnow.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Arg:
@@ -39,6 +41,7 @@ class Stage:
     done_file: str = "summary.json"  # the file a finished stage leaves in its folder (written last)
     arguments: tuple[Arg, ...] = ()
     aliases: tuple[str, ...] = ()  # older command spellings, still accepted
+    old_folders: tuple[str, ...] = ()  # the stage's folder names before winnow 0.2 (a run folder is checked for them)
     config_required: bool = True
     check_inputs: bool = False  # input.paths must match files when the config is loaded
     in_recipe: bool = True  # part of the whole-recipe run (`winnow demo`)
@@ -96,6 +99,15 @@ def recipe() -> list[Stage]:
     return [s for s in STAGES.values() if s.in_recipe]
 
 
+def check_old_folders(output_dir: str | Path) -> None:
+    """A run folder written before the stage names became one (winnow < 0.2) would be silently ignored: refuse it."""
+    for stage in STAGES.values():
+        for old in stage.old_folders:
+            if (Path(output_dir) / old).is_dir() and not stage.folder(output_dir).exists():
+                raise ConfigError(f"{Path(output_dir) / old} is the {stage.name} stage's output under its old name: "
+                                  f"rename it to {stage.folder(output_dir)} (mv) and run again")
+
+
 def upstream_folders(name: str) -> list[str]:
     """Stages before `name` in the order (all of them for a name that is not a stage)."""
     order = names()
@@ -116,6 +128,7 @@ register(Stage(
 register(Stage(
     "annotate", "winnow.pipelines.stages.annotate",
     "LLM educational-value annotation of a sample",
+    old_folders=("annotations",),
 ))
 register(Stage(
     "classifier", "winnow.pipelines.stages.classifier",
@@ -125,7 +138,7 @@ register(Stage(
 register(Stage(
     "score", "winnow.pipelines.stages.score",
     "score every document with the classifier (score, int_score columns)",
-    config_required=False, documents=True,
+    config_required=False, documents=True, old_folders=("scored",),
     arguments=(
         Arg(("--classifier",), {"help": "a saved classifier folder (default: <output_dir>/classifier)"}),
         Arg(("--input",), {"nargs": "+", "help": "JSONL/Parquet files or globs to score instead of the run's"}),
@@ -140,6 +153,7 @@ register(Stage(
 register(Stage(
     "ablate", "winnow.pipelines.stages.ablate",
     "tokenize → train → evaluate a proxy LM per ablation",
+    old_folders=("ablations",),
     arguments=(
         Arg(("--only-tokenize",), {"action": "store_true", "help": "tokenize and write each run's train.json, "
                                    "then stop (train them with torchrun/sbatch)"}),

@@ -13,6 +13,7 @@ import html
 import json
 from pathlib import Path
 
+from winnow.figures import figure
 from winnow.proxy.evaluate import average_acc_norm
 
 
@@ -28,7 +29,8 @@ def collect(ablations_dir: Path, names: list[str]) -> dict:
         seeds = {}
         for seed, run in summary["runs"].items():
             metrics_path = folder / f"seed-{seed}" / "metrics.jsonl"
-            metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+            metrics = ([json.loads(line) for line in metrics_path.read_text().splitlines()]
+                       if metrics_path.exists() else [])
             seeds[seed] = {**run, "metrics": metrics}
         found[name] = {"tokens": summary["tokens"], "documents": summary["documents"], "data": summary["data"],
                        "seeds": seeds}
@@ -77,33 +79,28 @@ def ranking_lines(rows: list[dict]) -> list[str]:
 
 
 def plot_loss_curves(ablations: dict, path: Path) -> None:
-    import matplotlib
+    with figure(path, figsize=(8, 4.5), dpi=110) as (_, ax):
+        from matplotlib import rcParams
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, a) in enumerate(ablations.items()):
-        colour = colours[i % len(colours)]
-        for j, (seed, run) in enumerate(sorted(a["seeds"].items())):
-            m = run["metrics"]
-            if not m:
-                continue
-            style = "-" if j == 0 else "--"
-            ax.plot([r["tokens"] for r in m], [r["loss"] for r in m], style, color=colour, alpha=0.5, linewidth=1,
-                    label=f"{name} seed {seed} (train)")
-            val = [(r["tokens"], r["val_loss"]) for r in m if "val_loss" in r]
-            if val:
-                ax.plot(*zip(*val), style, marker="o", color=colour, linewidth=2, label=f"{name} seed {seed} (val)")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title("Proxy-model loss per ablation")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        colours = rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (name, a) in enumerate(ablations.items()):
+            colour = colours[i % len(colours)]
+            for j, (seed, run) in enumerate(sorted(a["seeds"].items())):
+                m = run["metrics"]
+                if not m:
+                    continue
+                style = "-" if j == 0 else "--"
+                ax.plot([r["tokens"] for r in m], [r["loss"] for r in m], style, color=colour, alpha=0.5,
+                        linewidth=1, label=f"{name} seed {seed} (train)")
+                val = [(r["tokens"], r["val_loss"]) for r in m if "val_loss" in r]
+                if val:
+                    ax.plot(*zip(*val, strict=True), style, marker="o", color=colour, linewidth=2,
+                            label=f"{name} seed {seed} (val)")
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel("loss (nats/token)")
+        ax.set_title("Proxy-model loss per ablation")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
 
 
 def _pct(value_band) -> str:
@@ -122,8 +119,10 @@ def markdown(ablations: dict, tasks: list[str], config_yaml: str, plot_name: str
         out.append(f"| {name} | `{a['data']}` | {a['documents']:,} | {a['tokens']:,} |")
     out += ["", "## Loss", "", f"![loss curves]({plot_name})", "",
             "Validation loss is measured on each ablation's own held-out tokens (the last 5 % of its stream), so it",
-            "compares seeds and training progress, not datasets; WikiText-2 perplexity is the shared held-out text.", "",
-            "| ablation | final validation loss (mean ± half-spread over seeds) | per seed | WikiText-2 word perplexity |",
+            "compares seeds and training progress, not datasets; WikiText-2 perplexity is the shared held-out text.",
+            "",
+            "| ablation | final validation loss (mean ± half-spread over seeds) | per seed "
+            "| WikiText-2 word perplexity |",
             "|---|---:|---|---:|"]
     for row in rows:
         a = ablations[row["name"]]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
+
+from winnow.files import atomic_path
 
 EOS = "<|endoftext|>"
 
@@ -32,7 +34,8 @@ def _with_eos_prefix(tokenizer) -> None:
 
 def gpt2_tokenizer_json(dest: str | os.PathLike) -> Path:
     """Write GPT-2's byte-level BPE as a tokenizer.json (no network; the same ids as GPT-2, EOS = 50256)."""
-    from winnow.blocks.formatters import gpt2_tokenizer  # the base stage's token counter: one GPT-2 for the whole project
+    # the base stage's token counter: one GPT-2 for the whole project
+    from winnow.blocks.formatters import gpt2_tokenizer
 
     tokenizer = gpt2_tokenizer()
     tokenizer.add_special_tokens([EOS])  # already id 50256 in encoder.json; marks it special
@@ -58,10 +61,8 @@ def train_corpus_bpe(texts: Iterable[str], vocab_size: int, dest: str | os.PathL
 
 def _save(tokenizer, dest) -> Path:
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    tokenizer.save(str(tmp))
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        tokenizer.save(str(tmp))
     return dest
 
 

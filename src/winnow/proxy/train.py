@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from winnow.files import atomic_path
+
 VALIDATION_SEED = 2**31 - 1
 
 
@@ -234,10 +236,9 @@ def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "config": asdict(cfg)}, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "config": asdict(cfg)}, tmp)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

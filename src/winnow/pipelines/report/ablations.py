@@ -9,12 +9,11 @@ import yaml
 
 from winnow.errors import ConfigError
 from winnow.pipelines.config import RunConfig
+from winnow.proxy.report import write_report
 
 
 def write_ablation_report(cfg: RunConfig, out_dir: Path | None = None) -> Path:
     """Compare the config's ablations (what `winnow ablate` wrote) in out_dir (default <output_dir>/report/)."""
-    from winnow.proxy.report import write_report
-
     out_dir = out_dir or cfg.stage_dir("report")
     names = [a.name for a in cfg.ablate.ablations]
     config_yaml = yaml.safe_dump({"ablate": cfg.ablate.model_dump()}, sort_keys=False)

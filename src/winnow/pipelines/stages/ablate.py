@@ -3,7 +3,7 @@
     <output_dir>/ablations/
       tokenizer/tokenizer.json        one tokenizer for every ablation (GPT-2 BPE, or a corpus BPE for cpu-tiny)
       <name>/tokens/*.ds              datatrove DocumentTokenizer output (EOS-separated, shuffled), written once
-      <name>/logs/tokenize/           datatrove logs (the step is launched through winnow.pipelines.execution.base.launch)
+      <name>/logs/tokenize/           datatrove logs (the step is launched by winnow.pipelines.execution.base.launch)
       <name>/seed-<s>/                train.json, metrics.jsonl, ckpt.pt, model/, final.json, eval.json
       <name>/summary.json             tokens, documents, per seed: final validation loss and benchmark results
       summary.json                    all ablations
@@ -15,14 +15,28 @@ its last checkpoint, an evaluation with the same tasks/limit/seed is not repeate
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from winnow.files import write_json
 from winnow.pipelines.config import AblateConfig, AblationSource, ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
+from winnow.pipelines.status import wait_for_stage
+from winnow.proxy.evaluate import evaluate, load_model
+from winnow.proxy.model import preset
+from winnow.proxy.tokenize import (
+    count_documents,
+    gpt2_tokenizer_json,
+    load_tokenizer,
+    sample_texts,
+    source_files,
+    token_files,
+    tokenize_pipeline,
+    train_corpus_bpe,
+)
+from winnow.proxy.train import TrainConfig, train
 
 STAGE = "ablate"
 
@@ -46,7 +60,7 @@ def run(cfg: RunConfig, args=None) -> int:
             for seed in acfg.seeds:
                 seed_dir = folder / f"seed-{seed}"
                 seed_dir.mkdir(parents=True, exist_ok=True)
-                _write_json(seed_dir / "train.json",
+                write_json(seed_dir / "train.json",
                             asdict(train_config(acfg, folder / "tokens", tokenizer_path, seed_dir, seed)))
             print(f"winnow ablate: {ablation.name}: tokenized; train with "
                   f"`torchrun -m winnow.proxy.train --config {folder}/seed-<s>/train.json`", file=sys.stderr)
@@ -62,13 +76,11 @@ def run(cfg: RunConfig, args=None) -> int:
         print(f"winnow ablate: {ablation.name}: {summaries[ablation.name]['tokens']:,} tokens, "
               f"val loss {[r['final_val_loss'] for r in runs.values()]}", file=sys.stderr)
     if summaries:
-        _write_json(root / "summary.json", {"ablations": summaries, "config": acfg.model_dump()})
+        write_json(root / "summary.json", {"ablations": summaries, "config": acfg.model_dump()})
     return 0
 
 
 def _check_sources(cfg: RunConfig, acfg: AblateConfig) -> None:
-    from winnow.proxy.tokenize import source_files
-
     for ablation in acfg.ablations:
         if not source_files(ablation.data):
             raise ConfigError(f"{cfg.source_file}: ablate.ablations[{ablation.name}].data: no JSONL/Parquet "
@@ -77,9 +89,6 @@ def _check_sources(cfg: RunConfig, acfg: AblateConfig) -> None:
 
 def prepare_tokenizer(acfg: AblateConfig, folder: Path) -> Path:
     """GPT-2's BPE, or (preset tokenizer 'corpus') a BPE trained on an equal share of every ablation's documents."""
-    from winnow.proxy.model import preset
-    from winnow.proxy.tokenize import gpt2_tokenizer_json, sample_texts, train_corpus_bpe
-
     path = folder / "tokenizer.json"
     if path.exists():
         return path  # reused: every ablation and every re-run must see the same token ids
@@ -96,21 +105,16 @@ def prepare_tokenizer(acfg: AblateConfig, folder: Path) -> Path:
 
 
 def tokenize(cfg: RunConfig, ablation: AblationSource, tokenizer_path: Path, folder: Path) -> None:
-    from winnow.proxy.tokenize import tokenize_pipeline
-
     pipeline = tokenize_pipeline(ablation.data, folder / "tokens", tokenizer_path,
                                  seed=cfg.ablate.seeds[0], text_key=ablation.text_key)
     launch(cfg, f"{STAGE}/{ablation.name}", [Step("tokenize", pipeline, tasks=1, workers=1)])
     if cfg.executor.kind == "slurm":
         # On Slurm `launch` returns at submission; training reads these tokens in this process, so wait for them.
-        from winnow.pipelines.status import wait_for_stage
 
         wait_for_stage(cfg, f"{STAGE}/{ablation.name}", timeout=24 * 3600)
 
 
 def train_config(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, seed_dir: Path, seed: int):
-    from winnow.proxy.train import TrainConfig
-
     return TrainConfig(
         tokens_dir=str(tokens_dir), tokenizer=str(tokenizer_path), out_dir=str(seed_dir), preset=acfg.preset,
         model_overrides=dict(acfg.model_overrides), seed=seed, tokens=acfg.tokens, batch_size=acfg.batch_size,
@@ -121,8 +125,6 @@ def train_config(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, see
 
 
 def train_one(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, seed_dir: Path, seed: int) -> dict:
-    from winnow.proxy.train import train
-
     final_path = seed_dir / "final.json"
     tcfg = train_config(acfg, tokens_dir, tokenizer_path, seed_dir, seed)
     if final_path.exists():
@@ -131,7 +133,7 @@ def train_one(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, seed_d
             return final
     seed_dir.mkdir(parents=True, exist_ok=True)
     # the exact configuration, so a cluster user can re-run it with torchrun (see docs/sections/ablate.md)
-    _write_json(seed_dir / "train.json", asdict(tcfg))
+    write_json(seed_dir / "train.json", asdict(tcfg))
     return train(tcfg)
 
 
@@ -143,7 +145,6 @@ def _same_run(a: dict, b: dict) -> bool:
 def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
     import torch
 
-    from winnow.proxy.evaluate import evaluate, load_model
 
     eval_path = seed_dir / "eval.json"
     request = {"tasks": acfg.tasks, "limit": acfg.eval_limit, "seed": acfg.eval_seed,
@@ -158,28 +159,18 @@ def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
     results = evaluate(model, tokenizer, acfg.tasks, limit=acfg.eval_limit, seed=acfg.eval_seed,
                        batch_size=acfg.eval_batch_size, benchmarks_dir=acfg.benchmarks_dir,
                        show_progress=sys.stderr.isatty(), wikitext_articles=acfg.wikitext_articles)
-    _write_json(eval_path, {"request": request, "results": results})
+    write_json(eval_path, {"request": request, "results": results})
     return results
 
 
 def _write_ablation_summary(folder: Path, ablation: AblationSource, runs: dict, seconds: float) -> dict:
-    from winnow.proxy.tokenize import count_documents, token_files
-
     n_tokens = sum(p.stat().st_size for p in token_files(folder / "tokens"))
     token_bytes = 2 if _vocab_size(folder) <= 65536 else 4
     summary = {"name": ablation.name, "data": ablation.data, "tokens": n_tokens // token_bytes,
                "documents": count_documents(folder / "tokens"), "runs": runs, "seconds": round(seconds, 1)}
-    _write_json(folder / "summary.json", summary)
+    write_json(folder / "summary.json", summary)
     return summary
 
 
 def _vocab_size(folder: Path) -> int:
-    from winnow.proxy.tokenize import load_tokenizer
-
     return load_tokenizer(folder.parent / "tokenizer" / "tokenizer.json").get_vocab_size()
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

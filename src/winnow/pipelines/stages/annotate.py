@@ -3,7 +3,7 @@
     sample (annotate.n_documents, seed, uniform or stratified) of dedup/ or base/
       → annotations/sample/*.parquet (fixed once, so a re-run annotates the same documents)
       → datatrove InferenceRunner (one per task; checkpoints every annotate.checkpoint_every documents)
-         rollout: winnow.classifiers.annotators.EndpointAnnotator → the configured endpoint, or the embedded local server
+         rollout: winnow.classifiers.annotators.EndpointAnnotator → the configured endpoint or the embedded local server
       → annotations/${rank}_${chunk_index}.parquet, summary.json, score_histogram.png
 
 Output columns: id, text, url, stratum, score (int 0-5 or null), score_expected, sample_scores, status
@@ -29,10 +29,15 @@ from pathlib import Path
 from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
 from datatrove.pipeline.inference.servers import InferenceServer
 
+from winnow.classifiers.annotators import AnnotatorUnavailable, EndpointAnnotator, annotate_document
+from winnow.classifiers.local_server import GGUF_FILE, LocalServer, ensure_model_dir
+from winnow.classifiers.parsing import aggregate_scores
+from winnow.classifiers.prompt import load_prompt
+from winnow.errors import AccountingError
+from winnow.figures import figure
 from winnow.pipelines.config import AnnotatorConfig, ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, logging_dir, offline_environment
-from winnow.errors import AccountingError
-from winnow.pipelines.summary import write_summary
+from winnow.pipelines.summary import step_counters, write_summary
 
 STAGE = "annotate"  # <output_dir>/annotate/ (data, logs/, summary.json)
 STEP = "annotate"
@@ -101,9 +106,10 @@ def write_sample(cfg: RunConfig) -> Path:
         try:
             table = pq.read_table(path, columns=columns)
         except (KeyError, pa.ArrowInvalid) as e:
-            raise ConfigError(f"{cfg.source_file}: annotate.stratify_by: cannot read {columns} from {path} ({e})")
+            raise ConfigError(
+                f"{cfg.source_file}: annotate.stratify_by: cannot read {columns} from {path} ({e})") from e
         strata = table.column(stratify).to_pylist() if stratify else [None] * table.num_rows
-        for row, (doc_id, key) in enumerate(zip(table.column("id").to_pylist(), strata)):
+        for row, (doc_id, key) in enumerate(zip(table.column("id").to_pylist(), strata, strict=True)):
             if doc_id in seen:  # a duplicated id would be annotated twice; keep its first occurrence
                 continue
             seen.add(doc_id)
@@ -131,9 +137,6 @@ def write_sample(cfg: RunConfig) -> Path:
 
 # ---- who annotates --------------------------------------------------------------------------------------------
 def build_annotator(settings: dict, base_url: str, model: str, label: str | None = None):
-    from winnow.classifiers.annotators import EndpointAnnotator
-    from winnow.classifiers.prompt import load_prompt
-
     a = AnnotatorConfig.model_validate(settings["annotator"])
     annotator = EndpointAnnotator(
         base_url=base_url, model=model, prompt=load_prompt(settings["prompt"], settings["max_chars"]),
@@ -146,8 +149,6 @@ def build_annotator(settings: dict, base_url: str, model: str, label: str | None
 @contextlib.contextmanager
 def annotator_session(settings: dict):
     """Per task: the annotator, and for `kind: local` the embedded server it talks to (stopped at the end)."""
-    from winnow.classifiers.local_server import GGUF_FILE, LocalServer, ensure_model_dir
-
     a = AnnotatorConfig.model_validate(settings["annotator"])
     if a.kind == "endpoint":
         annotator = build_annotator(settings, a.base_url, a.model)
@@ -165,8 +166,6 @@ def annotator_session(settings: dict):
 
 
 async def rollout(document, generate, annotator):
-    from winnow.classifiers.annotators import annotate_document
-
     record = await annotate_document(document, generate, annotator)
     return record | {"model": annotator.label, "prompt_version": annotator.prompt.version, "mode": annotator.mode}
 
@@ -185,8 +184,6 @@ def output_schema():
 
 def annotation_record(writer, document, aggregate: str = "mean") -> dict:
     """datatrove writer adapter: one output row from a document and its annotation(s)."""
-    from winnow.classifiers.parsing import aggregate_scores
-
     samples = document.metadata.get("annotation") or []
     first = samples[0] if samples else {}
     scored = [s for s in samples if s["status"] == "scored"]
@@ -271,7 +268,6 @@ def finalize(cfg: RunConfig) -> dict:
     """Check that every sampled document has exactly one row, then write summary.json and the histogram."""
     import pyarrow.parquet as pq
 
-    from winnow.pipelines.summary import step_counters
 
     stage_dir = annotations_dir(cfg)
     requested = []
@@ -320,23 +316,15 @@ def finalize(cfg: RunConfig) -> dict:
 
 
 def plot_histogram(path: Path, summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = list(summary["histogram"]) + ["unparseable", "failed"]
     counts = list(summary["histogram"].values()) + [summary["unparseable"], summary["failed"]]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(labels, counts, color=["#4c72b0"] * 6 + ["#dd8452", "#c44e52"])
-    for x, c in enumerate(counts):
-        ax.text(x, c, str(c), ha="center", va="bottom", fontsize=8)
-    ax.set_xlabel("educational score")
-    ax.set_ylabel("documents")
-    ax.set_title(f"{summary['requested']} documents, {', '.join(summary['model'])}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(7, 3.5), dpi=100) as (_, ax):
+        ax.bar(labels, counts, color=["#4c72b0"] * 6 + ["#dd8452", "#c44e52"])
+        for x, c in enumerate(counts):
+            ax.text(x, c, str(c), ha="center", va="bottom", fontsize=8)
+        ax.set_xlabel("educational score")
+        ax.set_ylabel("documents")
+        ax.set_title(f"{summary['requested']} documents, {', '.join(summary['model'])}", fontsize=8)
 
 
 # ---- the command ----------------------------------------------------------------------------------------------
@@ -352,10 +340,6 @@ def check_endpoint(cfg: RunConfig) -> None:
 
 
 def run(cfg: RunConfig, args=None) -> int:
-    from winnow.classifiers.annotators import AnnotatorUnavailable
-    from winnow.classifiers.local_server import ensure_model_dir
-    from winnow.classifiers.prompt import load_prompt
-
     offline_environment()
     try:
         load_prompt(cfg.annotate.prompt, cfg.annotate.max_chars)

@@ -14,6 +14,7 @@ import functools
 import os
 from pathlib import Path
 
+from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, logging_dir, offline_environment
 
@@ -77,7 +78,8 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
         wanted = "language_prescreen" in cfg.filters.enabled or (
             cfg.extract.extractor in SLOW_EXTRACTORS and "language" in cfg.filters.enabled)
         if wanted and prescreen.get("max_score", 1) > 0:
-            pipeline.append(build_filter("language_prescreen", prescreen, exclusion_writer=removed("language_prescreen")))
+            pipeline.append(build_filter("language_prescreen", prescreen,
+                                         exclusion_writer=removed("language_prescreen")))
             roles.append(("filter", "language_prescreen"))
         pipeline.append(build_extractor(cfg.extract.extractor, timeout=cfg.extract.timeout,
                                         favour_precision=cfg.extract.favour_precision,
@@ -144,7 +146,7 @@ def summarize(log_dir: str, roles: list[tuple[str, str]]) -> dict:
 
 
 def finalize(cfg: RunConfig, roles: list[tuple[str, str]]) -> dict:
-    """Write summary.json (checking the invariant) and funnel.png once every task has finished."""
+    """Write summary.json (checking the invariant), funnel.png and the dataset card once every task has finished."""
     from winnow.pipelines.plots import plot_funnel
     from winnow.pipelines.summary import write_summary
 
@@ -154,6 +156,7 @@ def finalize(cfg: RunConfig, roles: list[tuple[str, str]]) -> dict:
                "extractor": cfg.extract.extractor if cfg.input.format == "warc" else None, **summary}
     write_summary(stage_dir, summary)
     plot_funnel(summary, Path(stage_dir) / "funnel.png", title=f"{cfg.name}: base stage funnel")
+    write_dataset_card(stage_dir, STAGE, cfg.source_file)
     print(f"winnow base: read {summary['read']}, kept {summary['kept']}, "
           f"removed {sum(sum(r.values()) for r in summary['removed'].values())}, "
           f"failed {sum(summary['failed'].values())} → {stage_dir}")

@@ -12,14 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-
+from winnow.classifiers.embedding_cache import EmbeddingCache
+from winnow.classifiers.evaluate import evaluate, write_report
+from winnow.classifiers.labels import load_labels
+from winnow.classifiers.saved import resolve_device
+from winnow.classifiers.train import TrainSettings, _stratified_split, train
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import offline_environment
+from winnow.pipelines.summary import write_summary
 
 
 def settings_from(cfg: RunConfig):
-    from winnow.classifiers.train import TrainSettings
-
     c = cfg.classifier
     return TrainSettings(
         backbone=c.backbone, seed=c.seed, calibrate=c.calibrate, calibration_folds=c.calibration_folds,
@@ -35,16 +38,11 @@ def output_folder(cfg: RunConfig) -> Path:
 
 
 def _device(device: str) -> str:
-    from winnow.classifiers.saved import resolve_device
-
     return resolve_device(device)
 
 
 def load_label_sets(cfg: RunConfig):
     """(train, eval) label sets; without eval_labels, a stratified 20 % of the labels is held out."""
-    from winnow.classifiers.labels import load_labels
-    from winnow.classifiers.train import _stratified_split
-
     c = cfg.classifier
     source = c.labels or str(cfg.stage_dir("annotate"))
     try:
@@ -63,11 +61,6 @@ def load_label_sets(cfg: RunConfig):
 
 def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     """Everything `winnow train-classifier` does; returns eval.json's content."""
-    from winnow.classifiers.embedding_cache import EmbeddingCache
-    from winnow.classifiers.evaluate import evaluate, write_report
-    from winnow.classifiers.train import train
-    from winnow.pipelines.summary import write_summary
-
     settings = settings_from(cfg)
     out = output_folder(cfg)
     train_set, eval_set = load_label_sets(cfg)

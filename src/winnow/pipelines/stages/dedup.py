@@ -20,6 +20,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch
 
@@ -82,8 +83,8 @@ def build_steps(cfg: RunConfig) -> list[Step]:
             base_reader(cfg), work, tasks, config=config, language=d.minhash.language, scope=d.scope, exact=d.exact,
             max_documents=d.max_documents_in_memory)], 1))
     base = str(cfg.stage_dir(SOURCE))
-    steps.append(Step("filter", [base_reader(cfg),
-                                 DuplicateFilter(work, DedupParquetWriter(str(stage_dir / "removed"), base, removed=True)),
+    removed = DedupParquetWriter(str(stage_dir / "removed"), base, removed=True)
+    steps.append(Step("filter", [base_reader(cfg), DuplicateFilter(work, removed),
                                  DedupParquetWriter(str(stage_dir), base)], tasks))
     return steps
 
@@ -197,13 +198,14 @@ def plot_cluster_sizes(summary: dict, path: Path) -> Path:
     return path
 
 
-def finalize(stage_dir: str, base_dir: str, settings_: dict) -> dict:
+def finalize(stage_dir: str, base_dir: str, settings_: dict, config_file: str | None = None) -> dict:
     from winnow.pipelines.summary import write_summary
 
     summary = summarize(stage_dir, base_dir)
     summary["settings"] = settings_
     write_summary(stage_dir, summary)
     plot_cluster_sizes(summary, Path(stage_dir) / "cluster_sizes.png")
+    write_dataset_card(stage_dir, STAGE, config_file)
     return summary
 
 
@@ -221,5 +223,6 @@ def run(cfg: RunConfig, args=None) -> int:
     check_work_settings(cfg)
     check_base_unchanged(cfg)
     stage_dir = cfg.stage_dir(STAGE)
-    launch(cfg, STAGE, build_steps(cfg), functools.partial(finalize, str(stage_dir), str(base_dir), settings(cfg)))
+    launch(cfg, STAGE, build_steps(cfg),
+           functools.partial(finalize, str(stage_dir), str(base_dir), settings(cfg), cfg.source_file))
     return 0

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
 
@@ -34,7 +35,8 @@ def source_folder(cfg: RunConfig) -> Path:
     return cfg.documents_source(cfg.score.source, "score.source", "score", require_finished=False)
 
 
-def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig, tasks: int) -> list[Step]:
+def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig,
+                  tasks: int) -> list[Step]:
     """One datatrove step per reader: read → EduScorer → Parquet writer (metadata as flat columns)."""
     from datatrove.pipeline.writers import ParquetWriter
 
@@ -56,8 +58,8 @@ def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str,
     return steps
 
 
-def finalize(stage_dir: str, step_names: list[str], classifier: str) -> None:
-    """summary.json (read = scored + unscorable) and score_histogram.png."""
+def finalize(stage_dir: str, step_names: list[str], classifier: str, config_file: str | None = None) -> None:
+    """summary.json (read = scored + unscorable), score_histogram.png and the dataset card."""
     from collections import Counter
 
     from winnow.pipelines.summary import step_counters, write_summary
@@ -75,6 +77,7 @@ def finalize(stage_dir: str, step_names: list[str], classifier: str) -> None:
         "int_score_histogram": {k: histogram[k] for k in sorted(histogram)},
     })
     plot_score_histogram(stage_dir, Path(stage_dir) / "score_histogram.png")
+    write_dataset_card(stage_dir, STAGE, config_file)
 
 
 def plot_score_histogram(scored_dir: str, png: Path, thresholds: list[int] = (2, 3, 4)) -> None:
@@ -184,7 +187,8 @@ def run(cfg: RunConfig | None, args) -> int:
     classifier = str(Path(classifier).resolve())
     _refuse_mixing_classifiers(out, classifier)
     steps = scoring_steps(readers, out, classifier, run_cfg, tasks)
-    launch(run_cfg, stage, steps, functools.partial(finalize, str(out), [s.name for s in steps], classifier))
+    launch(run_cfg, stage, steps,
+           functools.partial(finalize, str(out), [s.name for s in steps], classifier, cfg.source_file))
     summary = __import__("json").loads((out / "summary.json").read_text())
     print(f"winnow: score: {summary['kept']} of {summary['read']} documents scored, "
           f"{sum(summary['removed']['unscorable'].values())} unscorable {summary['removed']['unscorable']} → {out}/",

@@ -15,29 +15,31 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
 
 STAGE = "subsets"
 
 
-def subset_step(source: Path, out: Path, thresholds: list[int], tasks: int) -> Step:
+def subset_step(source: Path, out: Path, thresholds: list[int], tasks: int, layout: str = "flat",
+                columns: str = "winnow") -> Step:
     from datatrove.pipeline.readers import ParquetReader
-    from datatrove.pipeline.writers import ParquetWriter
 
+    from winnow.blocks.writers.parquet import ScoredParquetWriter
     from winnow.blocks.writers.subsets import EduSubsetWriter
 
-    def writer(folder: Path) -> ParquetWriter:
-        return ParquetWriter(str(folder), "${rank}.parquet", expand_metadata=True, max_file_size=-1)  # one file per task
+    def writer(folder: Path) -> ScoredParquetWriter:
+        return ScoredParquetWriter(str(folder), layout=layout, columns=columns)
 
     names = ["all"] + [f"edu-{t}" for t in thresholds]
     reader = ParquetReader(str(source), glob_pattern="*.parquet", recursive=False)
     block = EduSubsetWriter({name: writer(out / name) for name in names}, thresholds,
-                            exclusion_writer=writer(out / "removed" / "no_score"))
+                            exclusion_writer=ScoredParquetWriter(str(out / "removed" / "no_score")))
     return Step(name="subsets", pipeline=[reader, block], tasks=tasks)
 
 
-def finalize(stage_dir: str, source: str, thresholds: list[int]) -> None:
+def finalize(stage_dir: str, source: str, thresholds: list[int], config_file: str | None = None) -> None:
     from winnow.pipelines.stages.score import plot_score_histogram
     from winnow.pipelines.summary import step_counters, write_summary
 
@@ -60,6 +62,7 @@ def finalize(stage_dir: str, source: str, thresholds: list[int]) -> None:
         "failed": {}, "skipped": {}, "subsets": subsets, "not_in_subsets_from_score_stage": unscorable,
     })
     plot_score_histogram(source, Path(stage_dir) / "score_histogram.png", thresholds)
+    write_dataset_card(stage_dir, STAGE, config_file)
 
 
 def run(cfg: RunConfig, args) -> int:
@@ -73,8 +76,8 @@ def run(cfg: RunConfig, args) -> int:
         raise ConfigError(f"{cfg.source_file}: subsets.thresholds must be integers 0–5, got {thresholds}")
     out = cfg.stage_dir(STAGE)
     tasks = min(len(files), cfg.subsets.tasks or cfg.executor.tasks)
-    launch(cfg, STAGE, [subset_step(source, out, thresholds, tasks)],
-           functools.partial(finalize, str(out), str(source), thresholds))
+    launch(cfg, STAGE, [subset_step(source, out, thresholds, tasks, cfg.output.layout, cfg.output.columns)],
+           functools.partial(finalize, str(out), str(source), thresholds, cfg.source_file))
     summary = json.loads((out / "summary.json").read_text())
     parts = ", ".join(f"{name}: {s['documents']} docs / {s['tokens']} tokens" for name, s in summary["subsets"].items())
     print(f"winnow: subsets: {parts} → {out}/", file=sys.stderr)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from winnow.errors import ConfigError
+from winnow.files import write_json
 
 # The reference every speed ratio is taken against: trafilatura as FineWeb runs it.
 REFERENCE = "trafilatura_precision"
@@ -247,6 +248,6 @@ def main(args) -> int:
     print(f"winnow eval-extract: {rows[0]['entries']} of {len(truth)} ground-truth entries have their page here")
     print_table(rows)
     if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        write_json(args.output, rows)
         print(f"winnow eval-extract: table written to {args.output}")
     return 0

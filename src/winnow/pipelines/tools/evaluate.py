@@ -14,11 +14,10 @@ from pathlib import Path
 from winnow.errors import ConfigError
 from winnow.files import write_json
 from winnow.pipelines.execution import offline_environment
+from winnow.proxy.tasks import TASKS
 
 
 def add_arguments(p) -> None:
-    from winnow.proxy.tasks import TASKS
-
     p.add_argument("--model", required=True, help="a HF model folder or a .gguf file")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated benchmark tasks (default: all)")
     p.add_argument("--limit", type=int, default=None, help="items per task (fixed seed sample)")
@@ -29,10 +28,10 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     offline_environment()
-    import torch
+    import torch  # heavy: torch and the evaluator load only when the command runs
 
     from winnow.proxy.evaluate import evaluate, format_table, load_model
-    from winnow.proxy.tasks import TASKS
+
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
