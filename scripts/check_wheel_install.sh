@@ -19,6 +19,8 @@
 #   DATATROVE_VERSION   the user's datatrove                  (default 0.10.0; constraints.txt pins 0.10.1)
 #   TORCH_VERSION       the user's torch                      (default 2.14.1; constraints.txt pins 2.13.0+cpu)
 #   EXTRAS              extras of the wheel to install        (default all)
+#   EXTRA_PREINSTALL    more requirements for the user's environment, e.g. "pydantic==2.6.4" to see the
+#                       check fail when our ranges force a change (default none)
 #   KEEP                1 = keep the temporary folder and print where it is
 #
 # Usage: bash scripts/check_wheel_install.sh      (ends with "OK: ..." or exits non-zero)
@@ -53,14 +55,15 @@ step "fresh virtualenv ($PYTHON)"
 "$PYTHON" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
 PIP=("$VPY" -m pip --disable-pip-version-check)
-"${PIP[@]}" install --quiet --upgrade pip
+"${PIP[@]}" install --quiet --upgrade pip > "$WORK/pip-upgrade.log" 2>&1 || { cat "$WORK/pip-upgrade.log"; fail "pip upgrade failed"; }
 "${PIP[@]}" --version
 
 step "build the wheel from a copy of the working tree"
 mkdir -p "$WORK/src-copy" "$WORK/wheel"
 tar -C "$REPO" --exclude='__pycache__' --exclude='*.egg-info' --exclude='*.pyc' -cf - pyproject.toml README.md src \
     | tar -C "$WORK/src-copy" -xf -
-"${PIP[@]}" wheel --quiet --no-deps -w "$WORK/wheel" "$WORK/src-copy"
+"${PIP[@]}" wheel --no-deps -w "$WORK/wheel" "$WORK/src-copy" > "$WORK/build.log" 2>&1 \
+    || { cat "$WORK/build.log"; fail "building the wheel failed"; }
 WHEEL=$(ls "$WORK"/wheel/winnow_curate-*.whl)
 echo "built $(basename "$WHEEL") ($(stat -c %s "$WHEEL") bytes)"
 
@@ -85,7 +88,8 @@ if missing:
 EOF
 
 step "the user's environment: datatrove[processing,io]==$DATATROVE_VERSION torch==$TORCH_VERSION"
-"${PIP[@]}" install --quiet "datatrove[processing,io]==$DATATROVE_VERSION" "torch==$TORCH_VERSION"
+"${PIP[@]}" install "datatrove[processing,io]==$DATATROVE_VERSION" "torch==$TORCH_VERSION" ${EXTRA_PREINSTALL:-} \
+    > "$WORK/preinstall.log" 2>&1 || { cat "$WORK/preinstall.log"; fail "could not set up the user's environment"; }
 "${PIP[@]}" freeze --all | sort > "$WORK/before.txt"
 echo "before:"; "${PIP[@]}" list 2>/dev/null | grep -i -E "^(datatrove|torch) "
 

@@ -102,3 +102,10 @@ def test_rooms_import_one_way():
             assert all(t.startswith("winnow.blocks") for t in targets), (name, targets)
         if name.startswith(("winnow.classifiers", "winnow.proxy")):
             assert not any(t.startswith("winnow.pipelines") for t in targets), (name, targets)
+
+
+def test_every_name_winnow_blocks_exports_resolves():
+    import winnow.blocks
+
+    for name in winnow.blocks.__all__:
+        assert getattr(winnow.blocks, name) is not None, name

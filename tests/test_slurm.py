@@ -197,7 +197,7 @@ def test_failed_task_cancels_dependents_and_a_relaunch_finishes(slurm_partition,
         with pytest.raises(StageFailed):  # the same command again while its jobs are queued would run tasks twice
             submit_filter_stage(cfg, shards)
 
-        with pytest.raises(RuntimeError, match="FAILED"):
+        with pytest.raises(StageFailed, match="FAILED"):
             wait_for_stage(cfg, "base")
         deadline = time.monotonic() + 60
         while active_jobs(read_jobs(Path(cfg.output_dir) / "dedup")) and time.monotonic() < deadline:
@@ -268,7 +268,7 @@ def test_base_and_dedup_on_slurm_survive_a_killed_task_and_match_the_local_run(s
     dedup = read_jobs(out / "dedup")
     assert dedup["upstream"] == [read_jobs(out / "base")["final_job"]] and len(dedup["steps"]) == 5
 
-    with pytest.raises(RuntimeError, match="CANCELLED"):
+    with pytest.raises(StageFailed, match="CANCELLED"):
         wait_for_stage(cfg, "base")
     deadline = time.monotonic() + 60
     while active_jobs(read_jobs(out / "dedup")) and time.monotonic() < deadline:

@@ -1,4 +1,6 @@
-"""datatrove blocks of winnow: readers, extractors, filters, formatters, writers (one module per kind).
+"""datatrove blocks of winnow, one subpackage (or module) per kind: readers, extractors/, filters/, formatters,
+dedup/, scorers/, writers/. Each block is a datatrove PipelineStep usable in any datatrove pipeline; this package
+imports nothing else of winnow.
 
 Names are exported lazily, so `import winnow.blocks.<module>` stays cheap for modules that do not need datatrove.
 """
@@ -20,6 +22,12 @@ _EXPORTS = {
     "FineWebQuality": "winnow.blocks.filters",
     "PIIFormatter": "winnow.blocks.formatters",
     "GPT2TokenCounter": "winnow.blocks.formatters",
+    "MinhashSignatures": "winnow.blocks.dedup",
+    "DuplicateClusters": "winnow.blocks.dedup",
+    "DuplicateFilter": "winnow.blocks.dedup",
+    "DatasketchDedup": "winnow.blocks.dedup",
+    "EduScorer": "winnow.blocks.scorers",
+    "EduSubsetWriter": "winnow.blocks.writers",
     "FineWebParquetWriter": "winnow.blocks.writers",
     "ExcludedParquetWriter": "winnow.blocks.writers",
 }
@@ -30,7 +38,7 @@ def __getattr__(name):
         import importlib
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'blocks' has no attribute {name!r}")
+    raise AttributeError(f"module 'winnow.blocks' has no attribute {name!r}")
 
 
 __all__ = list(_EXPORTS)

@@ -270,10 +270,15 @@ def run_section(report: Report, cfg: RunConfig) -> None:
     for stage in registry.STAGES.values():
         if stage.name == "report":
             continue  # being written now
-        summary = read_json(cfg.stage_dir(stage.name) / "summary.json") if stage.finished(cfg.output_dir) else None
         if not stage.finished(cfg.output_dir):
             report.add(f"| {stage.name} | not run (`make {stage.name}`) | | | | |")
-        elif summary and "read" in summary:
+            continue
+        try:
+            summary = read_json(cfg.stage_dir(stage.name) / "summary.json")
+        except ValueError:  # its own section says what is wrong with it
+            report.add(f"| {stage.name} | finished, summary.json unreadable | | | | |")
+            continue
+        if summary and "read" in summary:
             report.add(f"| {stage.name} | finished | {summary['read']:,} | {summary['kept']:,} | "
                        f"{total(summary.get('removed', {})):,} | {total(summary.get('failed', {})):,} |")
         else:
