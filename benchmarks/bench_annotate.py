@@ -29,8 +29,18 @@ def build_base(folder: Path) -> dict[str, int]:
     rows = [json.loads(line) for line in gzip.open(LABELS, "rt")]
     labels = {f"val-{r['id']}": r["scores"]["score"] for r in rows}
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{"text": r["text"], "id": f"val-{r['id']}", "url": None, "dump": "fineweb-edu-llama3",
-                                   "llama3_score": r["scores"]["score"]} for r in rows])
+    table = pa.Table.from_pylist(
+        [
+            {
+                "text": r["text"],
+                "id": f"val-{r['id']}",
+                "url": None,
+                "dump": "fineweb-edu-llama3",
+                "llama3_score": r["scores"]["score"],
+            }
+            for r in rows
+        ]
+    )
     pq.write_table(table, folder / "00000.parquet")
     return labels
 
@@ -51,8 +61,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     labels = build_base(out / "base")
     config = out / "config.yaml"
-    config.write_text(yaml.safe_dump({"name": "bench-annotate", "output_dir": str(out),
-                                      "annotate": {"n_documents": args.n, "seed": args.seed}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"name": "bench-annotate", "output_dir": str(out), "annotate": {"n_documents": args.n, "seed": args.seed}}
+        )
+    )
     code = winnow(["annotate", "-c", str(config), *sum((["--set", s] for s in args.set), [])])
     if code:
         return code
@@ -65,17 +78,24 @@ def main(argv=None) -> int:
     summary = read_summary(out / "annotate")
     truth = [labels[r["id"]] for r in scored]
     result = {
-        "documents": len(rows), "scored": len(scored), "parse_rate": summary["parse_rate"],
+        "documents": len(rows),
+        "scored": len(scored),
+        "parse_rate": summary["parse_rate"],
         "documents_per_second": summary["documents_per_second"],
         "seconds_per_document": round(summary["seconds"]["inference_wall"] / max(len(rows), 1), 2),
         # undefined (None) when the annotator gives every document the same score
-        "spearman_score": (spearmanr([r["score"] for r in scored], truth).statistic
-                           if len({r["score"] for r in scored}) > 1 else None),
-        "spearman_score_expected": (spearmanr([r["score_expected"] for r in scored], truth).statistic
-                                    if scored and scored[0]["score_expected"] is not None else None),
+        "spearman_score": (
+            spearmanr([r["score"] for r in scored], truth).statistic if len({r["score"] for r in scored}) > 1 else None
+        ),
+        "spearman_score_expected": (
+            spearmanr([r["score_expected"] for r in scored], truth).statistic
+            if scored and scored[0]["score_expected"] is not None
+            else None
+        ),
         "predicted_histogram": summary["histogram"],
         "llama3_histogram": {str(k): truth.count(k) for k in range(6)},
-        "model": summary["model"], "mode": summary["mode"],
+        "model": summary["model"],
+        "mode": summary["mode"],
     }
     (out / "agreement.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps(result, indent=1, default=float))

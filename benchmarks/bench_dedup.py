@@ -41,9 +41,11 @@ def build_corpus(base: Path, n_docs: int) -> int:
     from winnow.blocks.dedup.filter import FINEWEB_FIELDS
 
     texts = []
-    for path, key in [(DATA / "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz", "id"),
-                      (DATA / "annotations/fineweb-edu-llama3/train.jsonl.gz", "id"),
-                      (DATA / "annotations/fineweb-edu-llama3/val.jsonl.gz", "id")]:
+    for path, key in [
+        (DATA / "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz", "id"),
+        (DATA / "annotations/fineweb-edu-llama3/train.jsonl.gz", "id"),
+        (DATA / "annotations/fineweb-edu-llama3/val.jsonl.gz", "id"),
+    ]:
         with gzip.open(path, "rt") as f:
             for line in f:
                 row = json.loads(line)
@@ -56,8 +58,20 @@ def build_corpus(base: Path, n_docs: int) -> int:
         variant = [text, "\n".join(["Skip to main content"] + lines[1:]), text + "\nShare this page"][k % 3]
         docs.append((f"{doc_id}-variant{k}", variant))
     rng.shuffle(docs)
-    rows = [{"text": t, "id": i, "dump": "CC-MAIN-2024-10", "url": None, "date": None, "file_path": None,
-             "language": "en", "language_score": 1.0, "token_count": None} for i, t in docs]
+    rows = [
+        {
+            "text": t,
+            "id": i,
+            "dump": "CC-MAIN-2024-10",
+            "url": None,
+            "date": None,
+            "file_path": None,
+            "language": "en",
+            "language_score": 1.0,
+            "token_count": None,
+        }
+        for i, t in docs
+    ]
     schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in FINEWEB_FIELDS])
     base.mkdir(parents=True, exist_ok=True)
     half = len(rows) // 2
@@ -68,8 +82,13 @@ def build_corpus(base: Path, n_docs: int) -> int:
 
 def run_reference(work: Path, base: Path) -> None:
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup.minhash import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
-                                                  MinhashDedupSignature, MinhashConfig)
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
@@ -77,12 +96,31 @@ def run_reference(work: Path, base: Path) -> None:
     steps = [
         ([ParquetReader(str(base)), MinhashDedupSignature(str(work / "sigs"), config=config)], 1),  # "signatures"
         ([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], config.num_buckets),
-        ([MinhashDedupCluster(str(work / "buckets"), str(work / "clusters"), config=config, save_cluster_id=True,
-                              save_cluster_size=True)], 1),
-        ([ParquetReader(str(base)),
-          MinhashDedupFilter(str(work / "clusters"), exclusion_writer=ParquetWriter(str(work / "out/removed")),
-                             load_cluster_ids=True, load_cluster_sizes=True),
-          ParquetWriter(str(work / "out"))], 1),
+        (
+            [
+                MinhashDedupCluster(
+                    str(work / "buckets"),
+                    str(work / "clusters"),
+                    config=config,
+                    save_cluster_id=True,
+                    save_cluster_size=True,
+                )
+            ],
+            1,
+        ),
+        (
+            [
+                ParquetReader(str(base)),
+                MinhashDedupFilter(
+                    str(work / "clusters"),
+                    exclusion_writer=ParquetWriter(str(work / "out/removed")),
+                    load_cluster_ids=True,
+                    load_cluster_sizes=True,
+                ),
+                ParquetWriter(str(work / "out")),
+            ],
+            1,
+        ),
     ]
     for name, (pipeline, tasks) in zip(["signatures", "buckets", "clusters", "filter"], steps):
         LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs/{name}")).run()
@@ -94,8 +132,7 @@ def run_winnow(work: Path, base: Path, engine: str) -> None:
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "base").symlink_to(base.resolve())
-    cfg = RunConfig(name="bench", output_dir=str(work), executor={"tasks": 1, "workers": 1},
-                    dedup={"engine": engine})
+    cfg = RunConfig(name="bench", output_dir=str(work), executor={"tasks": 1, "workers": 1}, dedup={"engine": engine})
     cfg.source_file = "bench"
     run(cfg)
 
@@ -135,8 +172,11 @@ def one(kind: str, work: Path, base: Path) -> None:
         run_winnow(work, base, kind.removeprefix("winnow_"))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(json.dumps({"cpu_s": cpu, "wall_s": time.perf_counter() - start, "peak_rss_mb": after.ru_maxrss / 1024,
-                      "steps": steps}))
+    print(
+        json.dumps(
+            {"cpu_s": cpu, "wall_s": time.perf_counter() - start, "peak_rss_mb": after.ru_maxrss / 1024, "steps": steps}
+        )
+    )
 
 
 def cpu_seconds() -> float:
@@ -194,25 +234,38 @@ def main() -> None:
     print(f"{n} documents ({args.docs} requested), one task, one worker per configuration; CPU time of one core\n")
     results = {}
     for kind in ["reference", "winnow_datatrove", "winnow_datasketch"]:
-        out = subprocess.run([sys.executable, __file__, "--one", kind, "--work", str(work)], capture_output=True,
-                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", kind, "--work", str(work)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         if out.returncode != 0:
             sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
         results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     reference = clusters(work / "reference" / "out", metadata_column=True)
     signed = documents_with_shingles(work / "base")
-    print(f"{'configuration':<20} {'docs/s/core':>12} {'CPU s':>8} {'wall s':>8} {'peak MB':>8} {'x ref':>7}  "
-          "duplicate clusters vs reference")
+    print(
+        f"{'configuration':<20} {'docs/s/core':>12} {'CPU s':>8} {'wall s':>8} {'peak MB':>8} {'x ref':>7}  "
+        "duplicate clusters vs reference"
+    )
     for kind, r in results.items():
         found = reference if kind == "reference" else clusters(work / kind / "dedup")
         # exact dedup also joins texts too short for a MinHash signature, which the reference cannot see
         short = {c for c in found - reference if not c & signed}
         other = found - reference - short
-        same = "identical" if found == reference else (
-            f"{len(found & reference)}/{len(reference)} identical, +{len(short)} of short texts (exact dedup), "
-            f"{len(other)} other, {len(reference - found)} missing")
-        print(f"{kind:<20} {n / r['cpu_s']:>12.0f} {r['cpu_s']:>8.1f} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>8.0f} "
-              f"{results['reference']['cpu_s'] / r['cpu_s']:>7.1f}  {same}")
+        same = (
+            "identical"
+            if found == reference
+            else (
+                f"{len(found & reference)}/{len(reference)} identical, +{len(short)} of short texts (exact dedup), "
+                f"{len(other)} other, {len(reference - found)} missing"
+            )
+        )
+        print(
+            f"{kind:<20} {n / r['cpu_s']:>12.0f} {r['cpu_s']:>8.1f} {r['wall_s']:>8.1f} {r['peak_rss_mb']:>8.0f} "
+            f"{results['reference']['cpu_s'] / r['cpu_s']:>7.1f}  {same}"
+        )
     print(f"\nreference: {len(reference)} duplicate clusters, {sum(len(c) - 1 for c in reference)} documents removed")
     print("\nCPU seconds per step (the signature step is where the reference spends its time):")
     for kind, r in results.items():

@@ -22,18 +22,23 @@ FINEWEB_DOCS = ROOT / ".." / "shared" / "data" / "annotations" / "fineweb-edu-ll
 
 def run_fidelity(output_dir: Path, word_splitter: str = "regex", tasks: int = 2) -> dict:
     """Run the base stage on the FineWeb documents; returns {"rows": [...per filter...], "total": {...}}."""
-    from winnow.pipelines.stages import base
     from winnow.pipelines.config import load_config
+    from winnow.pipelines.stages import base
 
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     cfg_path = output_dir / "fidelity.yaml"
-    cfg_path.write_text(json.dumps({
-        "name": "fidelity", "output_dir": str(output_dir),
-        "input": {"paths": [str(FINEWEB_DOCS.resolve() / "*.jsonl.gz")], "format": "jsonl"},
-        "executor": {"kind": "local", "tasks": tasks, "workers": tasks},
-        "filters": {"word_splitter": word_splitter},
-    }))
+    cfg_path.write_text(
+        json.dumps(
+            {
+                "name": "fidelity",
+                "output_dir": str(output_dir),
+                "input": {"paths": [str(FINEWEB_DOCS.resolve() / "*.jsonl.gz")], "format": "jsonl"},
+                "executor": {"kind": "local", "tasks": tasks, "workers": tasks},
+                "filters": {"word_splitter": word_splitter},
+            }
+        )
+    )
     cfg = load_config(cfg_path)
     base.run(cfg)
     summary = json.loads((cfg.stage_dir("base") / "summary.json").read_text())
@@ -42,8 +47,15 @@ def run_fidelity(output_dir: Path, word_splitter: str = "regex", tasks: int = 2)
         removed = summary["removed"].get(step["step"], {})
         n_in = remaining
         remaining = step["documents"]
-        rows.append({"filter": step["step"], "in": n_in, "removed": n_in - remaining,
-                     "keep_rate": remaining / n_in if n_in else 1.0, "reasons": removed})
+        rows.append(
+            {
+                "filter": step["step"],
+                "in": n_in,
+                "removed": n_in - remaining,
+                "keep_rate": remaining / n_in if n_in else 1.0,
+                "reasons": removed,
+            }
+        )
     total = {"read": summary["read"], "kept": summary["kept"], "keep_rate": summary["kept"] / summary["read"]}
     return {"word_splitter": word_splitter, "rows": rows, "total": total}
 

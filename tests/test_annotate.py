@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from winnow.classifiers.parsing import parse_score
-from winnow.pipelines.stages import annotate
 from winnow.pipelines.config import ConfigError, RunConfig, load_config
+from winnow.pipelines.stages import annotate
 from winnow.pipelines.summary import read_summary
 
 WINNOW = [sys.executable, "-m", "winnow.pipelines.cli"]
@@ -40,17 +40,28 @@ def base_dir(tmp_path_factory, shared_data) -> Path:
         rows = [json.loads(line) for _, line in zip(range(40), f)]
     folder = tmp_path_factory.mktemp("run") / "base"
     folder.mkdir()
-    records = [{"text": r["text"], "id": f"val-{r['id']}", "url": f"https://example.org/{r['id']}",
-                "dump": "CC-MAIN-2024-10" if i % 4 else "CC-MAIN-2023-50", "llama3_score": r["scores"]["score"]}
-               for i, r in enumerate(rows)]
+    records = [
+        {
+            "text": r["text"],
+            "id": f"val-{r['id']}",
+            "url": f"https://example.org/{r['id']}",
+            "dump": "CC-MAIN-2024-10" if i % 4 else "CC-MAIN-2023-50",
+            "llama3_score": r["scores"]["score"],
+        }
+        for i, r in enumerate(rows)
+    ]
     pq.write_table(pa.Table.from_pylist(records[:25]), folder / "00000.parquet")
     pq.write_table(pa.Table.from_pylist(records[25:]), folder / "00001.parquet")
     return folder
 
 
 def write_config(tmp_path: Path, base_dir: Path, annotate_section: dict, annotator_section: dict) -> Path:
-    config = {"name": "t", "output_dir": str(tmp_path / "run"),
-              "annotate": {"source": str(base_dir), **annotate_section}, "annotator": annotator_section}
+    config = {
+        "name": "t",
+        "output_dir": str(tmp_path / "run"),
+        "annotate": {"source": str(base_dir), **annotate_section},
+        "annotator": annotator_section,
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -69,8 +80,11 @@ def rows_of(run_dir: Path) -> list[dict]:
 
 
 def sampled_ids(run_dir: Path) -> set[str]:
-    return {i for p in (run_dir / "annotate" / "sample").glob("*.parquet")
-            for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
+    return {
+        i
+        for p in (run_dir / "annotate" / "sample").glob("*.parquet")
+        for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()
+    }
 
 
 # ---- sampling (no server) ---------------------------------------------------------------------------------------
@@ -160,8 +174,11 @@ class FaultyProxy:
 
             def do_GET(self):
                 proxy.authorization.add(self.headers.get("Authorization", ""))
-                body = (httpx.get(proxy.upstream + self.path).content if proxy.upstream
-                        else json.dumps({"data": [{"id": "any"}]}).encode())
+                body = (
+                    httpx.get(proxy.upstream + self.path).content
+                    if proxy.upstream
+                    else json.dumps({"data": [{"id": "any"}]}).encode()
+                )
                 self._send(200, body)
 
             def do_POST(self):
@@ -183,8 +200,9 @@ class FaultyProxy:
                     return self.connection.shutdown(2)
                 if not proxy.upstream:
                     return self._send(503, b"no upstream")
-                reply = httpx.post(proxy.upstream + self.path, content=body,
-                                   headers={"Content-Type": "application/json"}, timeout=300)
+                reply = httpx.post(
+                    proxy.upstream + self.path, content=body, headers={"Content-Type": "application/json"}, timeout=300
+                )
                 self._send(reply.status_code, reply.content)
 
             def _send(self, status, body):
@@ -212,9 +230,20 @@ def run_in_process(config: Path, *sets: str) -> int:
 @pytest.mark.slow
 def test_faults_that_never_clear_end_as_failed_with_their_reason(tmp_path, base_dir):
     proxy = FaultyProxy(None, [["500"] * 9, ["garbage"] * 9, ["hang"] * 9], hang_s=5)
-    config = write_config(tmp_path, base_dir, {"n_documents": 3, "seed": 5},
-                          {"kind": "endpoint", "base_url": proxy.url, "model": "any", "mode": "decision",
-                           "timeout_s": 1, "max_attempts": 2, "backoff_s": 0.1})
+    config = write_config(
+        tmp_path,
+        base_dir,
+        {"n_documents": 3, "seed": 5},
+        {
+            "kind": "endpoint",
+            "base_url": proxy.url,
+            "model": "any",
+            "mode": "decision",
+            "timeout_s": 1,
+            "max_attempts": 2,
+            "backoff_s": 0.1,
+        },
+    )
     try:
         assert run_in_process(config) == 0
     finally:
@@ -233,10 +262,21 @@ def test_faults_that_never_clear_end_as_failed_with_their_reason(tmp_path, base_
 def test_transient_faults_are_retried_until_the_real_server_scores(tmp_path, base_dir, real_server, monkeypatch):
     monkeypatch.setenv("WINNOW_TEST_ANNOTATOR_KEY", "sk-test-4c1d-never-written")
     proxy = FaultyProxy(real_server.base_url, [["500", "garbage"], ["drop"]])
-    config = write_config(tmp_path, base_dir, {"n_documents": 2, "seed": 6},
-                          {"kind": "endpoint", "base_url": proxy.url, "model": real_server.model,
-                           "mode": "decision", "api_key_env": "WINNOW_TEST_ANNOTATOR_KEY", "timeout_s": 120,
-                           "max_attempts": 3, "backoff_s": 0.1})
+    config = write_config(
+        tmp_path,
+        base_dir,
+        {"n_documents": 2, "seed": 6},
+        {
+            "kind": "endpoint",
+            "base_url": proxy.url,
+            "model": real_server.model,
+            "mode": "decision",
+            "api_key_env": "WINNOW_TEST_ANNOTATOR_KEY",
+            "timeout_s": 120,
+            "max_attempts": 3,
+            "backoff_s": 0.1,
+        },
+    )
     try:
         assert run_in_process(config) == 0
     finally:
@@ -257,16 +297,29 @@ def test_transient_faults_are_retried_until_the_real_server_scores(tmp_path, bas
         if path.is_file():
             assert b"sk-test-4c1d" not in path.read_bytes(), path
     summary = read_summary(tmp_path / "run" / "annotate")
-    assert summary["scored"] == 2 and summary["attempts"] == {"2": 1, "3": 1} and sum(summary["histogram"].values()) == 2
+    assert (
+        summary["scored"] == 2 and summary["attempts"] == {"2": 1, "3": 1} and sum(summary["histogram"].values()) == 2
+    )
 
 
 @pytest.mark.slow
 def test_real_answer_without_a_score_line_is_unparseable_after_retries(tmp_path, base_dir, real_server):
     """A real chat answer cut to one token (max_tokens: 1) cannot hold "Educational score: N": the document is asked
     `max_attempts` times and recorded unparseable with the parser's reason, never given a guessed score."""
-    config = write_config(tmp_path, base_dir, {"n_documents": 1, "seed": 7, "max_chars": 300},
-                          {"kind": "endpoint", "base_url": real_server.base_url, "model": real_server.model,
-                           "mode": "chat", "max_tokens": 1, "max_attempts": 2, "backoff_s": 0.1})
+    config = write_config(
+        tmp_path,
+        base_dir,
+        {"n_documents": 1, "seed": 7, "max_chars": 300},
+        {
+            "kind": "endpoint",
+            "base_url": real_server.base_url,
+            "model": real_server.model,
+            "mode": "chat",
+            "max_tokens": 1,
+            "max_attempts": 2,
+            "backoff_s": 0.1,
+        },
+    )
     assert run_in_process(config) == 0
     [row] = rows_of(tmp_path / "run")
     assert row["status"] == "unparseable" and row["score"] is None and row["attempts"] == 2
@@ -279,8 +332,9 @@ def test_real_answer_without_a_score_line_is_unparseable_after_retries(tmp_path,
 
 
 def test_unreachable_server_fails_fast_with_one_message(tmp_path, base_dir, capsys):
-    config = write_config(tmp_path, base_dir, {"n_documents": 3},
-                          {"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"})
+    config = write_config(
+        tmp_path, base_dir, {"n_documents": 3}, {"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    )
     started = time.monotonic()
     assert run_in_process(config) == 2
     assert time.monotonic() - started < 30
@@ -291,8 +345,12 @@ def test_unreachable_server_fails_fast_with_one_message(tmp_path, base_dir, caps
 
 @pytest.mark.slow
 def test_wrong_model_name_fails_fast_naming_what_is_served(tmp_path, base_dir, real_server, capsys):
-    config = write_config(tmp_path, base_dir, {"n_documents": 3},
-                          {"kind": "endpoint", "base_url": real_server.base_url + "/v1", "model": "llama-70b"})
+    config = write_config(
+        tmp_path,
+        base_dir,
+        {"n_documents": 3},
+        {"kind": "endpoint", "base_url": real_server.base_url + "/v1", "model": "llama-70b"},
+    )
     assert run_in_process(config) == 2
     err = capsys.readouterr().err
     assert "'llama-70b' is not served" in err and real_server.model in err
@@ -302,11 +360,26 @@ def test_wrong_model_name_fails_fast_naming_what_is_served(tmp_path, base_dir, r
 def test_server_dying_midway_leaves_every_document_accounted_for(tmp_path, base_dir, real_server):
     """Kills the module's real server, so this is the last test that uses it."""
     run_dir = tmp_path / "run"
-    config = write_config(tmp_path, base_dir, {"n_documents": 4, "seed": 12},
-                          {"kind": "endpoint", "base_url": real_server.base_url, "model": real_server.model,
-                           "mode": "decision", "concurrency": 1, "max_attempts": 2, "backoff_s": 0.2})
-    stage = subprocess.Popen(["nice", "-n", "10", *WINNOW, "annotate", "-c", str(config)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    config = write_config(
+        tmp_path,
+        base_dir,
+        {"n_documents": 4, "seed": 12},
+        {
+            "kind": "endpoint",
+            "base_url": real_server.base_url,
+            "model": real_server.model,
+            "mode": "decision",
+            "concurrency": 1,
+            "max_attempts": 2,
+            "backoff_s": 0.2,
+        },
+    )
+    stage = subprocess.Popen(
+        ["nice", "-n", "10", *WINNOW, "annotate", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(lambda: _done_in_checkpoints(run_dir, 10) >= 1, 300, "a first annotated document")
     real_server.process.send_signal(signal.SIGKILL)
     _, err = stage.communicate(timeout=300)
@@ -346,8 +419,7 @@ def _server_requests(log: Path) -> int:
 @pytest.mark.slow
 def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_path, base_dir):
     run_dir = tmp_path / "run"
-    config = write_config(tmp_path, base_dir, {"n_documents": 4, "seed": 11, "checkpoint_every": 2},
-                          {"kind": "local"})
+    config = write_config(tmp_path, base_dir, {"n_documents": 4, "seed": 11, "checkpoint_every": 2}, {"kind": "local"})
     command = ["nice", "-n", "10", *WINNOW, "annotate", "-c", str(config)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children = []
@@ -363,8 +435,9 @@ def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_p
     server = psutil.Process(int(pid_file.read_text()))
     assert server in children
     # the embedded server goes by itself (it is told to die with its parent) ...
-    _wait_for(lambda: not server.is_running() or server.status() == psutil.STATUS_ZOMBIE, 30,
-              "the orphaned server to exit")
+    _wait_for(
+        lambda: not server.is_running() or server.status() == psutil.STATUS_ZOMBIE, 30, "the orphaned server to exit"
+    )
     # ... datatrove's local executor also forks a multiprocess Manager, which a kill -9 leaves behind: not ours,
     # but this test started it, so it ends it
     for child in children:
@@ -387,5 +460,3 @@ def test_embedded_default_killed_midway_resumes_without_duplicates_or_gaps(tmp_p
     assert run_in_process(config) == 0  # complete: nothing is annotated again
     assert len(rows_of(run_dir)) == 4 and read_summary(run_dir / "annotate") == summary
     assert len(sorted((run_dir / "annotate" / "logs" / "server").glob("*.log"))) == 2  # no server started
-
-

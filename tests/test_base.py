@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from winnow.blocks.writers.parquet import FINEWEB_COLUMNS
-from winnow.pipelines.stages import base
 from winnow.pipelines.config import load_config
+from winnow.pipelines.stages import base
 from winnow.pipelines.summary import check_invariant, total
 
 
@@ -18,7 +18,7 @@ def write_config(tmp_path, shared_data, extra: str = "") -> str:
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"""
 name: test
-output_dir: {tmp_path / 'run'}
+output_dir: {tmp_path / "run"}
 dump: CC-MAIN-2024-10
 input:
   paths: [{shared_data}/warc/pages/pages-00000.warc.gz, {shared_data}/warc/edge/*, {shared_data}/warc/cc/*,
@@ -57,6 +57,8 @@ def test_base_stage_writes_fineweb_parquet_removed_summary_and_funnel(tmp_path, 
         assert r["dump"] == "CC-MAIN-2024-10" and r["url"].startswith("http") and r["token_count"] > 0
 
     for name, reasons in summary["removed"].items():
-        removed = [r for f in glob.glob(str(stage / "removed" / name / "*.parquet")) for r in pq.read_table(f).to_pylist()]
+        removed = [
+            r for f in glob.glob(str(stage / "removed" / name / "*.parquet")) for r in pq.read_table(f).to_pylist()
+        ]
         assert len(removed) == sum(reasons.values()), name
         assert {r["filter_reason"] for r in removed} == set(reasons), name

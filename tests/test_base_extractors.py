@@ -12,7 +12,9 @@ from winnow.blocks.writers.parquet import ExcludedParquetWriter
 
 @pytest.fixture(scope="module")
 def pristine_pages(shared_data):
-    return list(WebArchiveReader(str(shared_data / "warc" / "pages"), glob_pattern="pages-00000.warc.gz", limit=12).run())
+    return list(
+        WebArchiveReader(str(shared_data / "warc" / "pages"), glob_pattern="pages-00000.warc.gz", limit=12).run()
+    )
 
 
 @pytest.fixture
@@ -30,17 +32,26 @@ def test_extractors_return_main_text(name, pages):
     html_chars = sum(len(p.text) for p in pages)
     out = list(block.run(iter(pages)))
     c = counters(block)
-    assert c["total"] == len(pages) == len(out) + c.get("dropped_no_main_text", 0) + sum(
-        v for k, v in c.items() if k.startswith("failed_"))
+    assert (
+        c["total"]
+        == len(pages)
+        == len(out) + c.get("dropped_no_main_text", 0) + sum(v for k, v in c.items() if k.startswith("failed_"))
+    )
     assert all("<" not in d.text[:200] and d.metadata["content_type"] == "text/plain" for d in out)
     assert len(out) >= 8 and sum(len(d.text) for d in out) < html_chars / 3  # markup and boilerplate gone
 
 
 def test_timeouts_and_empty_pages_are_written_with_a_reason(pages, tmp_path):
-    empty = Document(text="<html><body><script>var x = 1;</script></body></html>", id="empty",
-                     metadata={"url": "http://example.org/empty"})
-    block = EXTRACTORS["trafilatura"](timeout=1e-4, exclusion_writer=ExcludedParquetWriter(str(tmp_path / "removed")),
-                                      failure_writer=ExcludedParquetWriter(str(tmp_path / "failed")))
+    empty = Document(
+        text="<html><body><script>var x = 1;</script></body></html>",
+        id="empty",
+        metadata={"url": "http://example.org/empty"},
+    )
+    block = EXTRACTORS["trafilatura"](
+        timeout=1e-4,
+        exclusion_writer=ExcludedParquetWriter(str(tmp_path / "removed")),
+        failure_writer=ExcludedParquetWriter(str(tmp_path / "failed")),
+    )
     out = list(block.run(iter(pages[:3] + [empty])))
     c = counters(block)
     # 0.1 ms of CPU: most pages time out (the CPU timer ticks every few ms, so a small page may still finish)

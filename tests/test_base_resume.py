@@ -28,8 +28,13 @@ extract: {{extractor: resiliparse}}
 
 
 def winnow_base(cfg: str, project_root: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "winnow.pipelines.cli", "base", "-c", cfg], cwd=project_root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "winnow.pipelines.cli", "base", "-c", cfg],
+        cwd=project_root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def rows(stage: Path, sub: str = "") -> list[tuple]:

@@ -17,7 +17,6 @@ from winnow.classifiers.saved import EduClassifier, int_scores
 from winnow.classifiers.train import TrainSettings, train
 
 
-
 @pytest.fixture(scope="module")
 def llama3(shared_data):
     folder = shared_data / "annotations" / "fineweb-edu-llama3"
@@ -42,8 +41,13 @@ def test_labels_from_an_annotation_folder_skip_unscored_rows(tmp_path, shared_da
     """The annotation stage writes Parquet with a flat `score` that is null when the LLM gave none."""
     with gzip.open(shared_data / "annotations" / "fineweb-edu-llama3" / "val.jsonl.gz", "rt") as f:
         rows = [json.loads(line) for _, line in zip(range(10), f)]
-    table = pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows],
-                      "score": [r["scores"]["score"] if i % 3 else None for i, r in enumerate(rows)]})
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "text": [r["text"] for r in rows],
+            "score": [r["scores"]["score"] if i % 3 else None for i, r in enumerate(rows)],
+        }
+    )
     (tmp_path / "annotations").mkdir()
     pq.write_table(table, tmp_path / "annotations" / "00000.parquet")
     labels = load_labels(tmp_path / "annotations")
@@ -105,8 +109,12 @@ def test_evaluate_reports_fineweb_edu_metrics_and_writes_the_report(tmp_path):
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["per_class"][1]["support"] == 3
     about = {"backbone": "fasttext", "train_source": "x", "train_rows": 8, "eval_source": "y", "eval_rows": 8}
-    write_report(tmp_path, m, [{"share": 1.0, "rows": 8, "f1": m["f1"], "macro_f1": m["macro_f1"],
-                                "spearman": m["spearman"]}], about)
+    write_report(
+        tmp_path,
+        m,
+        [{"share": 1.0, "rows": 8, "f1": m["f1"], "macro_f1": m["macro_f1"], "spearman": m["spearman"]}],
+        about,
+    )
     assert json.loads((tmp_path / "eval.json").read_text())["metrics"]["f1"] == m["f1"]
     assert "F1 of score ≥ 3" in (tmp_path / "eval.md").read_text()
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 5000
@@ -116,6 +124,7 @@ def test_evaluate_reports_fineweb_edu_metrics_and_writes_the_report(tmp_path):
 def test_two_embedding_caches_on_one_folder_keep_each_others_vectors(tmp_path, llama3):
     """train-classifier holds one cache while train() writes through another; neither may lose the other's rows.
     (The encoder here is a cheap stand-in — character statistics — because only the cache is under test.)"""
+
     def encode(texts):
         return np.array([[len(t), t.count(" "), t.count("."), t.count("\n")] for t in texts], dtype=np.float32)
 

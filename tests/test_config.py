@@ -5,14 +5,15 @@ import sys
 
 import pytest
 
-from winnow.pipelines.stages.base import build_pipeline
 from winnow.pipelines.cli import main
 from winnow.pipelines.config import ConfigError, load_config
+from winnow.pipelines.stages.base import build_pipeline
 
 
 def winnow_process(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "winnow.pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "winnow.pipelines.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -20,21 +21,24 @@ def demo_like(tmp_path, shared_data):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"""
 name: t
-output_dir: {tmp_path / 'run'}
+output_dir: {tmp_path / "run"}
 input: {{paths: {shared_data}/warc/edge/*.warc.gz, format: warc}}
 executor: {{kind: local, tasks: 1}}
 """)
     return cfg
 
 
-@pytest.mark.parametrize("setting, names", [
-    ("executor.taks=2", "executor.taks"),  # typo in a key
-    ("executor.tasks=many", "executor.tasks"),  # wrong type
-    ("input.paths=/nonexistent/*.warc.gz", "/nonexistent/*.warc.gz"),  # missing input
-    ("filters.gopher_quality.min_words=3", "filters.gopher_quality.min_words"),  # unknown filter argument
-    ("filters.bloom={x: 1}", "filters.bloom"),  # unknown filter
-    ("extract.extractor=magic", "extract.extractor"),  # unknown extractor
-])
+@pytest.mark.parametrize(
+    "setting, names",
+    [
+        ("executor.taks=2", "executor.taks"),  # typo in a key
+        ("executor.tasks=many", "executor.tasks"),  # wrong type
+        ("input.paths=/nonexistent/*.warc.gz", "/nonexistent/*.warc.gz"),  # missing input
+        ("filters.gopher_quality.min_words=3", "filters.gopher_quality.min_words"),  # unknown filter argument
+        ("filters.bloom={x: 1}", "filters.bloom"),  # unknown filter
+        ("extract.extractor=magic", "extract.extractor"),  # unknown extractor
+    ],
+)
 def test_bad_config_is_one_line_and_nonzero_exit(demo_like, tmp_path, capsys, setting, names):
     assert main(["base", "-c", str(demo_like), "--set", setting]) != 0
     lines = capsys.readouterr().err.strip().splitlines()
@@ -44,20 +48,29 @@ def test_bad_config_is_one_line_and_nonzero_exit(demo_like, tmp_path, capsys, se
 
 
 def test_the_winnow_command_exits_nonzero_on_a_bad_config(demo_like, project_root):
-    result = winnow_process("base", "-c", str(demo_like), "--set", "filters.c4_quality.min_sentences=2",
-                            cwd=project_root)
+    result = winnow_process(
+        "base", "-c", str(demo_like), "--set", "filters.c4_quality.min_sentences=2", cwd=project_root
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"winnow: config error: {demo_like}: filters.c4_quality.min_sentences: "
-                                     "unknown argument (known: split_paragraph, remove_citations, "
-                                     "filter_no_terminal_punct, min_num_sentences, min_words_per_line, "
-                                     "max_word_length, filter_lorem_ipsum, filter_javascript, filter_curly_bracket, "
-                                     "filter_policy, language)")
+    assert result.stderr.strip() == (
+        f"winnow: config error: {demo_like}: filters.c4_quality.min_sentences: "
+        "unknown argument (known: split_paragraph, remove_citations, "
+        "filter_no_terminal_punct, min_num_sentences, min_words_per_line, "
+        "max_word_length, filter_lorem_ipsum, filter_javascript, filter_curly_bracket, "
+        "filter_policy, language)"
+    )
 
 
 def test_filter_overrides_reach_the_blocks(demo_like):
-    cfg = load_config(demo_like, ["filters.fineweb_quality.list_ratio=true",
-                                  "filters.gopher_quality.min_doc_words=10", "filters.word_splitter=spacy",
-                                  "extract.extractor=resiliparse"])
+    cfg = load_config(
+        demo_like,
+        [
+            "filters.fineweb_quality.list_ratio=true",
+            "filters.gopher_quality.min_doc_words=10",
+            "filters.word_splitter=spacy",
+            "extract.extractor=resiliparse",
+        ],
+    )
     pipeline, roles = build_pipeline(cfg)
     blocks = dict(zip([name for _, name in roles], pipeline))
     assert blocks["fineweb_quality"].list_ratio is True

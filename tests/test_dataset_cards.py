@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from winnow.blocks.writers.parquet import COLUMN_SETS, LAYOUTS
+from winnow.blocks.writers.parquet import COLUMN_SETS, LAYOUTS, ScoredParquetWriter
 from winnow.pipelines.cli import main as winnow
 from winnow.pipelines.config import OutputConfig
+from winnow.pipelines.summary import total
 
 # huggingface.co/datasets/HuggingFaceFW/fineweb-edu: its columns and Arrow types, in its order
 FINEWEB_EDU = pa.schema([
@@ -91,9 +92,10 @@ def test_base_folder_loads_as_its_kept_documents_with_removed_as_a_config(pages_
     assert documents.column_names == list(kept[0])
 
     dropped = load(base, "removed")
-    assert sorted(zip(dropped["id"], dropped["filter_reason"])) == sorted((r["id"], r["filter_reason"]) for r in removed)
+    assert sorted(zip(dropped["id"], dropped["filter_reason"])) == sorted((r["id"], r["filter_reason"])
+                                                                          for r in removed)
     summary = json.loads((base / "summary.json").read_text())
-    assert len(documents) == summary["kept"] and len(dropped) == sum(sum(r.values()) for r in summary["removed"].values())
+    assert len(documents) == summary["kept"] and len(dropped) == total(summary["removed"])
 
 
 
@@ -207,3 +209,16 @@ def test_config_accepts_exactly_the_writers_layouts_and_column_sets():
     assert get_args(OutputConfig.model_fields["layout"].annotation) == tuple(LAYOUTS)
     assert get_args(OutputConfig.model_fields["columns"].annotation) == tuple(COLUMN_SETS)
     assert OutputConfig().layout == "flat" and OutputConfig().columns == "winnow"  # today's files by default
+
+
+def test_fineweb_layout_makes_every_dump_one_folder_under_data(tmp_path):
+    from datatrove.data import Document
+
+    writer = ScoredParquetWriter(str(tmp_path), layout="fineweb", columns="fineweb-edu")
+    with writer:
+        for i, dump in enumerate(["CC-MAIN-2024-10", "../../etc", None, "CC-MAIN-2024-10"]):
+            writer.write(Document(text="t", id=str(i), metadata={"dump": dump, "score": 3.4, "int_score": 3}), rank=7)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert files == ["data/CC-MAIN-2024-10/000_00007.parquet", "data/_.._etc/000_00007.parquet",
+                     "data/unknown/000_00007.parquet"]  # a dump never escapes data/, a missing one is `unknown`
+    assert pq.read_table(tmp_path / files[0]).column("id").to_pylist() == ["0", "3"]

@@ -34,7 +34,7 @@ SPLITTER = FastWordSplitter("en")
 
 def shingles(text: str, n: int = 5) -> set[str]:
     words = SPLITTER.split(normalize_for_minhash(text))
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def jaccard(a: str, b: str) -> float:
@@ -53,8 +53,17 @@ def read_jsonl(path: Path, limit: int) -> list[dict]:
 
 
 def doc(text: str, doc_id: str, dump: str = DUMP, url: str | None = None) -> dict:
-    return {"text": text, "id": doc_id, "dump": dump, "url": url, "date": None, "file_path": None,
-            "language": "en", "language_score": 0.9, "token_count": len(text.split())}
+    return {
+        "text": text,
+        "id": doc_id,
+        "dump": dump,
+        "url": url,
+        "date": None,
+        "file_path": None,
+        "language": "en",
+        "language_score": 0.9,
+        "token_count": len(text.split()),
+    }
 
 
 def twice_captured_pages(shared_data: Path) -> list[dict]:
@@ -75,8 +84,12 @@ def twice_captured_pages(shared_data: Path) -> list[dict]:
                 f.seek(record["offset"])
                 raw = f.read(record["length"])
             html = next(iter(ArchiveIterator(io.BytesIO(raw)))).content_stream().read()
-            text = trafilatura.extract(html.decode(record["charset"] or "utf-8", errors="replace"),
-                                       favor_precision=True, include_comments=False, deduplicate=True)
+            text = trafilatura.extract(
+                html.decode(record["charset"] or "utf-8", errors="replace"),
+                favor_precision=True,
+                include_comments=False,
+                deduplicate=True,
+            )
             if text:
                 docs.append(doc(text, record["record_id"], url=record["url"]))
     return docs
@@ -108,10 +121,14 @@ def make_variants(originals: list[dict], donor_words: list[str], rng: random.Ran
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory) -> dict:
     rng = random.Random(7)
-    fineweb = [doc(r["text"], r["id"], url=r["url"])
-               for r in read_jsonl(shared_data / "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz", 500)]
-    edu = [doc(r["text"], f"fineweb-edu-llama3-train-{r['id']}")
-           for r in read_jsonl(shared_data / "annotations/fineweb-edu-llama3/train.jsonl.gz", 250)]
+    fineweb = [
+        doc(r["text"], r["id"], url=r["url"])
+        for r in read_jsonl(shared_data / "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz", 500)
+    ]
+    edu = [
+        doc(r["text"], f"fineweb-edu-llama3-train-{r['id']}")
+        for r in read_jsonl(shared_data / "annotations/fineweb-edu-llama3/train.jsonl.gz", 250)
+    ]
     pages = twice_captured_pages(shared_data)
     originals = fineweb[:40] + edu[:40]
     donor_words = " ".join(d["text"] for d in fineweb[-20:]).split()
@@ -135,8 +152,9 @@ def run_dedup(base: Path, out: Path, **dedup) -> Path:
     if not (out / "base").exists():
         (out / "base").symlink_to(base)
     tasks = dedup.pop("tasks", 1)
-    cfg = RunConfig(name="test", output_dir=str(out), executor={"tasks": tasks, "workers": 2},
-                    dedup={"scope": "global", **dedup})
+    cfg = RunConfig(
+        name="test", output_dir=str(out), executor={"tasks": tasks, "workers": 2}, dedup={"scope": "global", **dedup}
+    )
     cfg.source_file = "test"
     assert run(cfg) == 0
     return out / "dedup"
@@ -147,8 +165,12 @@ def outcome(stage: Path) -> dict:
     result = {}
     for path in sorted(stage.glob("*.parquet")) + sorted(stage.glob("removed/*/*.parquet")):
         for row in pq.read_table(path).drop(["text"]).to_pylist():
-            result[row["id"]] = (row.get("filter_reason") or "kept", row.get("duplicate_of"),
-                                 row["minhash_cluster_size"], row["minhash_cluster_id"])
+            result[row["id"]] = (
+                row.get("filter_reason") or "kept",
+                row.get("duplicate_of"),
+                row["minhash_cluster_size"],
+                row["minhash_cluster_id"],
+            )
     return result
 
 
@@ -166,7 +188,9 @@ def test_fast_signatures_are_datatrove_stock_signatures(corpus, shared_data, tmp
     """Same shingles and signatures as datatrove's MinhashDedupSignature (spaCy), on English and other texts."""
     from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 
-    multilingual = [r["text"] for r in read_jsonl(shared_data / "annotations/llama31-multilingual/cc_merged.jsonl.gz", 40)]
+    multilingual = [
+        r["text"] for r in read_jsonl(shared_data / "annotations/llama31-multilingual/cc_merged.jsonl.gz", 40)
+    ]
     texts = [d["text"] for d in corpus["docs"][:80]] + multilingual + ["I can't, don't and won't: 10km at 5pm, 3½ cups"]
     from datatrove.utils.text import simplify_text
 
@@ -219,7 +243,7 @@ def test_summary_accounts_for_every_document(runs, corpus):
 def test_survivor_is_earliest_dump_then_smallest_id(runs, corpus):
     result = outcome(runs["four_tasks"])
     by_id = {d["id"]: d for d in corpus["docs"]}
-    for doc_id, (status, kept_id, size, cluster) in result.items():
+    for doc_id, (status, kept_id, _size, cluster) in result.items():
         if status == "kept":
             continue
         assert result[kept_id][0] == "kept" and result[kept_id][3] == cluster
@@ -252,7 +276,9 @@ def test_near_duplicate_recall_and_precision_against_true_jaccard(runs, corpus):
     assert len(found) / len(high) >= 0.9, f"recall {len(found)}/{len(high)} on pairs with J >= 0.8"
     removed = [(i, v[1]) for i, v in result.items() if v[0] != "kept"]
     low = [(i, k) for i, k in removed if jaccard(text[i], text[k]) < 0.5]
-    assert len(low) <= 0.01 * len(removed), f"{len(low)} of {len(removed)} removed documents have J < 0.5 with the kept one"
+    assert len(low) <= 0.01 * len(removed), (
+        f"{len(low)} of {len(removed)} removed documents have J < 0.5 with the kept one"
+    )
 
 
 def test_engines_agree_and_differ_only_near_the_threshold(runs, corpus):
@@ -287,7 +313,9 @@ def test_per_dump_scope_keeps_copies_from_other_dumps(corpus, tmp_path):
     docs = [dict(d, edu_signal=i * 0.5) for i, d in enumerate(docs)]  # a column the dedup knows nothing about
     base = tmp_path / "base"
     base.mkdir()
-    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in FINEWEB_FIELDS] + [("edu_signal", pa.float64())])
+    schema = pa.schema(
+        [(name, pa.type_for_alias(kind)) for name, kind in FINEWEB_FIELDS] + [("edu_signal", pa.float64())]
+    )
     pq.write_table(pa.Table.from_pylist(docs, schema=schema), base / "00000.parquet")
     per_dump_stage = run_dedup(base, tmp_path / "per_dump", scope="per_dump", engine="datasketch")
     signal = {d["id"]: d["edu_signal"] for d in docs}

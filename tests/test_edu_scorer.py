@@ -20,7 +20,6 @@ from winnow.classifiers.train import TrainSettings, train
 from winnow.pipelines.stages.score import keep_empty_text
 
 
-
 @pytest.fixture(scope="module")
 def saved_fasttext(shared_data, tmp_path_factory):
     labels = load_labels(shared_data / "annotations" / "fineweb-edu-llama3" / "train.jsonl.gz")
@@ -36,8 +35,16 @@ def val_docs(shared_data):
 
 def write_documents(folder, rows):
     folder.mkdir(parents=True)
-    pq.write_table(pa.table({"text": [r["text"] for r in rows], "id": [r["id"] for r in rows],
-                             "url": [f"https://example.org/{r['id']}" for r in rows]}), folder / "00000.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "text": [r["text"] for r in rows],
+                "id": [r["id"] for r in rows],
+                "url": [f"https://example.org/{r['id']}" for r in rows],
+            }
+        ),
+        folder / "00000.parquet",
+    )
 
 
 def test_every_document_is_scored_or_excluded_with_a_reason(saved_fasttext, val_docs, tmp_path):
@@ -46,11 +53,16 @@ def test_every_document_is_scored_or_excluded_with_a_reason(saved_fasttext, val_
     LocalPipelineExecutor(
         pipeline=[
             ParquetReader(str(tmp_path / "in"), adapter=keep_empty_text),
-            EduScorer(saved_fasttext, EduClassifier.load, batch_size=50,
-                      exclusion_writer=ParquetWriter(str(tmp_path / "removed"), expand_metadata=True)),
+            EduScorer(
+                saved_fasttext,
+                EduClassifier.load,
+                batch_size=50,
+                exclusion_writer=ParquetWriter(str(tmp_path / "removed"), expand_metadata=True),
+            ),
             ParquetWriter(str(tmp_path / "out"), expand_metadata=True),
         ],
-        tasks=1, logging_dir=str(tmp_path / "logs"),
+        tasks=1,
+        logging_dir=str(tmp_path / "logs"),
     ).run()
     scored = pq.read_table(tmp_path / "out").to_pylist()
     removed = pq.read_table(tmp_path / "removed").to_pylist()
@@ -67,9 +79,11 @@ def test_every_document_is_scored_or_excluded_with_a_reason(saved_fasttext, val_
 
 
 def test_text_that_is_not_valid_unicode_is_counted_not_crashed(saved_fasttext, val_docs):
-    docs = [Document(text=val_docs[0]["text"], id="good"),
-            Document(text="broken \ud800 surrogate from a bad JSON escape", id="surrogate"),
-            Document(text=b"\xff\xfe not utf-8", id="bytes")]
+    docs = [
+        Document(text=val_docs[0]["text"], id="good"),
+        Document(text="broken \ud800 surrogate from a bad JSON escape", id="surrogate"),
+        Document(text=b"\xff\xfe not utf-8", id="bytes"),
+    ]
     scorer = EduScorer(saved_fasttext, EduClassifier.load, batch_size=8)
     out = list(scorer.run(iter(docs)))
     assert [d.id for d in out] == ["good"] and 0 <= out[0].metadata["int_score"] <= 5
@@ -88,8 +102,12 @@ def test_gpu_bf16_scores_match_cpu(shared_data, val_docs, tmp_path):
     classifier, _ = train(labels, TrainSettings(backbone="embed", max_tokens=256, device="cuda", calibration_folds=3))
     folder = classifier.save(tmp_path / "embed")
     texts = [r["text"] for r in val_docs]
-    gpu = [d.metadata["score"] for d in EduScorer(str(folder), EduClassifier.load, device="cuda", batch_size=512).run(
-        iter(Document(text=t, id=str(i)) for i, t in enumerate(texts)))]
+    gpu = [
+        d.metadata["score"]
+        for d in EduScorer(str(folder), EduClassifier.load, device="cuda", batch_size=512).run(
+            iter(Document(text=t, id=str(i)) for i, t in enumerate(texts))
+        )
+    ]
     cpu = EduClassifier.load(folder, device="cpu").predict(texts)
     assert len(gpu) == len(texts)
     np.testing.assert_allclose(gpu, cpu, atol=0.2)  # bf16 encoder vs float32

@@ -6,7 +6,6 @@ import json
 import pytest
 
 from winnow.errors import ConfigError
-
 from winnow.pipelines import cli
 from winnow.pipelines.tools.eval_extract import Score, extractors, load_truth, read_pages, score_entry
 
@@ -53,12 +52,27 @@ def test_cli_compares_extractors_on_a_shard_and_writes_the_table(shared_data, tm
     shard = shared_data / "warc" / "pages" / "pages-00005.warc.gz"
     output = tmp_path / "table.json"
     truth_file = shared_data / "extraction-eval" / "trafilatura-evaldata.json"
-    assert cli.main(["eval-extract", "--extractor", "resiliparse,fast", "--pages", str(shard),
-                     "--truth", str(truth_file), "--output", str(output)]) == 0
+    assert (
+        cli.main(
+            [
+                "eval-extract",
+                "--extractor",
+                "resiliparse,fast",
+                "--pages",
+                str(shard),
+                "--truth",
+                str(truth_file),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     rows = {r["extractor"]: r for r in json.loads(output.read_text())}
     assert set(rows) == {"resiliparse", "fast"}
-    entries = [e for _, entries in json.loads(truth_file.read_text()).items() for e in entries
-               if e["warc_file"] == shard.name]
+    entries = [
+        e for _, entries in json.loads(truth_file.read_text()).items() for e in entries if e["warc_file"] == shard.name
+    ]
     snippets = sum(len(e["with"]) + len(e["without"]) for e in entries)
     for row in rows.values():
         assert row["docs"] == 231 and row["errors"] == 0 and row["docs_per_cpu_s"] > 0

@@ -18,47 +18,69 @@ PAGES = {
     # a German federal office's press note: the article with its table, not the office's menus
     "https://www.bafa.de/SharedDocs/Kurzmeldungen/DE/Energie/Mineraloel/2021_11_mineraloelinfo.html": (
         "pages-00002.warc.gz",
-        ["sank der Absatz von Mineralölprodukten in der Bundesrepublik Deutschland",
-         "Dieselkraftstoff 32,23 Mio. t 32,28 Mio. t 0,1 %",
-         "der Grenzübergangspreis von Rohöl um 55,8 % von 276,95 Euro auf 431,42 Euro pro Tonne gestiegen."],
+        [
+            "sank der Absatz von Mineralölprodukten in der Bundesrepublik Deutschland",
+            "Dieselkraftstoff 32,23 Mio. t 32,28 Mio. t 0,1 %",
+            "der Grenzübergangspreis von Rohöl um 55,8 % von 276,95 Euro auf 431,42 Euro pro Tonne gestiegen.",
+        ],
         ["Springe direkt zu", "Servicemenü", "Hauptmenü", "Unternavigationspunkte"],
     ),
     # a fashion school's blog post: the post, not the list of other posts with their "WEITERLESEN" buttons
     "https://www.ldt.de/ldtblog/fall-in-love-with-black/": (
         "pages-00004.warc.gz",
-        ["das berühmte „kleine Schwarze“ mit dem man bei jedem Event bestens gekleidet ist",
-         "Lass dich von ihren Outfits inspirieren."],
+        [
+            "das berühmte „kleine Schwarze“ mit dem man bei jedem Event bestens gekleidet ist",
+            "Lass dich von ihren Outfits inspirieren.",
+        ],
         ["WEITERLESEN", "Gerry Weber Modeschulen-Ratgeber", "ZUR LDT HOMEPAGE", "Fashion News"],
     ),
     # an English interview: questions and answers, not the blog's category menu or the series' other posts
     "https://github.blog/2019-03-29-leader-spotlight-erin-spiceland/": (
         "pages-00001.warc.gz",
-        ["Erin Spiceland is a Software Engineer for SpaceX.",
-         "How would you summarize your career (so far) in a single sentence?"],
-        ["Back to GitHub.com", "Share on Twitter", "Laura Frank Tacho, Director of Engineering at CloudBees",
-         "Editor tools"],
+        [
+            "Erin Spiceland is a Software Engineer for SpaceX.",
+            "How would you summarize your career (so far) in a single sentence?",
+        ],
+        [
+            "Back to GitHub.com",
+            "Share on Twitter",
+            "Laura Frank Tacho, Director of Engineering at CloudBees",
+            "Editor tools",
+        ],
     ),
     # a technical blog post with code and short headings: the headings and the shell line stay, the
     # site's bio/contact menu, the "other posts" list and the comment prompt go
     "https://anarc.at/blog/2020-10-18-cdpath-replacement/": (
         "pages-00000.warc.gz",
-        ['export CDPATH=".:~:~/src:~/dist:~/wikis:~/go/src:~/src/tor"', "Shell jumpers",
-         "Emacs plugins not integrated with the shell"],
+        [
+            'export CDPATH=".:~:~/src:~/dist:~/wikis:~/go/src:~/src/tor"',
+            "Shell jumpers",
+            "Emacs plugins not integrated with the shell",
+        ],
         ["Add a comment", "SSH 2FA with Google Authenticator and Yubikey", "Presentation tools"],
     ),
     # a jobs site's article: the article, not the newsletter prompt, the copyright line or the "trending" box
     "http://www.jobsnhire.com/articles/35030/20160214/need-know-cvs-health.htm": (
         "pages-00000.warc.gz",
-        ["There are four main areas where CVS Health accomplishes this objective:", "4. CVS/specialty",
-         "The company's net revenues increased 11 percent to a record of $41.1 billion."],
-        ["Get the Most Popular Jobs&Hire Stories in a Weekly Newsletter", "All rights reserved",
-         "TRENDING ON THE WEB", "Join the Conversation"],
+        [
+            "There are four main areas where CVS Health accomplishes this objective:",
+            "4. CVS/specialty",
+            "The company's net revenues increased 11 percent to a record of $41.1 billion.",
+        ],
+        [
+            "Get the Most Popular Jobs&Hire Stories in a Weekly Newsletter",
+            "All rights reserved",
+            "TRENDING ON THE WEB",
+            "Join the Conversation",
+        ],
     ),
     # an angling magazine's article: it ends where its rating widget and author box begin
     "https://angelmagazin.de/fische-schmerzen/": (
         "pages-00000.warc.gz",
-        ["Ob Fische Schmerzen fühlen, ist eine berechtigte Frage",
-         "sollte im Umgang mit Fischen versucht werden, schädliche Stressreaktionen weitgehend zu reduzieren."],
+        [
+            "Ob Fische Schmerzen fühlen, ist eine berechtigte Frage",
+            "sollte im Umgang mit Fischen versucht werden, schädliche Stressreaktionen weitgehend zu reduzieren.",
+        ],
         ["Fandest du den Artikel hilfreich?", "Über den Autor", "Ich bin Christoph, leidenschaftlicher Angler"],
     ),
 }
@@ -98,8 +120,10 @@ def test_each_heuristic_removes_something_on_these_pages(shared_data, heuristic)
 
 
 def test_blocks_carry_link_density_and_heading_flags():
-    markup = ('<h2>A title</h2>\n<p>Some words and <a href="/x">a link</a> here.</p>\n'
-              '<ul><li><a href="/a">Home</a></li><li><a href="/b">About us</a></li></ul>')
+    markup = (
+        '<h2>A title</h2>\n<p>Some words and <a href="/x">a link</a> here.</p>\n'
+        '<ul><li><a href="/a">Home</a></li><li><a href="/b">About us</a></li></ul>'
+    )
     blocks = blocks_of(markup)
     assert [b.text for b in blocks] == ["A title", "Some words and a link here.", "Home", "About us"]
     assert blocks[0].heading and not blocks[1].heading
@@ -121,8 +145,10 @@ def test_every_record_of_every_shared_archive_is_accounted(shared_data, tmp_path
     removed_dir = tmp_path / "removed"
     extractor = FastExtractor(exclusion_writer=JsonlWriter(str(removed_dir), compression=None))
     warc = shared_data / "warc"
-    readers = [WebArchiveReader(str(folder), glob_pattern=pattern)
-               for folder, pattern in [(warc / "pages", "*.warc.gz"), (warc / "cc", "*"), (warc / "edge", "*")]]
+    readers = [
+        WebArchiveReader(str(folder), glob_pattern=pattern)
+        for folder, pattern in [(warc / "pages", "*.warc.gz"), (warc / "cc", "*"), (warc / "edge", "*")]
+    ]
     documents = [doc for reader in readers for doc in reader.run()]
     read = len(documents)
     kept = list(extractor.run(iter(documents)))

@@ -10,7 +10,7 @@ import sys
 import pytest
 from datatrove.data import Document
 
-from winnow.blocks.filters import FILTERS, build_filter, check_overrides, FilterConfigError
+from winnow.blocks.filters import FILTERS, FilterConfigError, build_filter, check_overrides
 from winnow.blocks.filters.url import SortedDomainList
 from winnow.blocks.filters.words import regex_sentence_count, regex_words, spacy_sentence_count, spacy_words
 
@@ -102,20 +102,33 @@ def test_sorted_domain_list_matches_datatrove_set(tmp_path):
 
 
 def test_url_filter_on_real_urls_offline(shared_data):
-    urls = [json.loads(line)["url"] for line in gzip.open(shared_data / "warc" / "pages" / "pages-index.jsonl.gz", "rt")]
+    urls = [
+        json.loads(line)["url"] for line in gzip.open(shared_data / "warc" / "pages" / "pages-index.jsonl.gz", "rt")
+    ]
     block = build_filter("url")
     results = decisions(block, [Document(text="x", id=str(i), metadata={"url": u}) for i, u in enumerate(urls)])
     removed = [r for r in results if r is not True]
-    assert 0 < len(removed) < 20 and set(removed) <= {"domain", "subdomain", "url", "hard_blacklisted",
-                                                      "soft_blacklisted", "blacklisted_subword"}
+    assert 0 < len(removed) < 20 and set(removed) <= {
+        "domain",
+        "subdomain",
+        "url",
+        "hard_blacklisted",
+        "soft_blacklisted",
+        "blacklisted_subword",
+    }
     assert block.filter(Document(text="x", id="n", metadata={})) is True  # no url: kept, counted
 
 
 @pytest.mark.slow
 def test_fidelity_on_documents_fineweb_kept(project_root, tmp_path):
     out = tmp_path / "fidelity.json"
-    subprocess.run([sys.executable, "scripts/fidelity_base.py", "--output", str(tmp_path / "run"), "--json", str(out)],
-                   cwd=project_root, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "scripts/fidelity_base.py", "--output", str(tmp_path / "run"), "--json", str(out)],
+        cwd=project_root,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     result = json.loads(out.read_text())
     assert result["total"]["read"] == 1998
     assert result["total"]["keep_rate"] >= 0.97

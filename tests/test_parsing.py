@@ -10,33 +10,39 @@ import pytest
 from winnow.classifiers.parsing import aggregate_scores, parse_score
 
 
-@pytest.mark.parametrize("answer, score", [
-    ("The extract is a lesson plan.\n\nEducational score: 4", 4),
-    ("Educational score:  3", 3),  # the prompt's own double space
-    ("**Educational score:** 2", 2),
-    ("**Educational score: 5**", 5),
-    ("Educational score: 3/5", 3),
-    ("Educational score: 1 out of 5", 1),
-    ("Educational score: 2 points.", 2),
-    ("Educational score: 2.", 2),
-    ("Educational score:1", 1),
-    ("The educational score is: 0.", 0),
-    ("Educational score: '1'.", 1),
-    ("Educational score: 4.0", 4),
-    ("First guess. Educational score: 2\nOn reflection it deserves more.\nEducational score: 3", 3),
-])
+@pytest.mark.parametrize(
+    "answer, score",
+    [
+        ("The extract is a lesson plan.\n\nEducational score: 4", 4),
+        ("Educational score:  3", 3),  # the prompt's own double space
+        ("**Educational score:** 2", 2),
+        ("**Educational score: 5**", 5),
+        ("Educational score: 3/5", 3),
+        ("Educational score: 1 out of 5", 1),
+        ("Educational score: 2 points.", 2),
+        ("Educational score: 2.", 2),
+        ("Educational score:1", 1),
+        ("The educational score is: 0.", 0),
+        ("Educational score: '1'.", 1),
+        ("Educational score: 4.0", 4),
+        ("First guess. Educational score: 2\nOn reflection it deserves more.\nEducational score: 3", 3),
+    ],
+)
 def test_score_statements_that_are_read(answer, score):
     assert parse_score(answer).score == score
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("", "empty answer"),
-    ("The page is a shop front with no educational content. Score: 0", "no 'Educational score: N' statement"),
-    ("I would give it 3 points.", "no 'Educational score: N' statement"),
-    ("Educational score: 7", "score 7 outside 0-5"),
-    ("Educational score: 2.5", "non-integer score 2.5"),
-    ("Educational score: **2 (lowered to 0)**", "ambiguous score statement"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("", "empty answer"),
+        ("The page is a shop front with no educational content. Score: 0", "no 'Educational score: N' statement"),
+        ("I would give it 3 points.", "no 'Educational score: N' statement"),
+        ("Educational score: 7", "score 7 outside 0-5"),
+        ("Educational score: 2.5", "non-integer score 2.5"),
+        ("Educational score: **2 (lowered to 0)**", "ambiguous score statement"),
+    ],
+)
 def test_answers_that_are_unparseable_say_why(answer, reason):
     parsed = parse_score(answer)
     assert parsed.score is None and not parsed.ok
@@ -111,9 +117,10 @@ def _llama31_answers(shared_data):
 def test_parser_agrees_with_the_recorded_status_of_5000_llama31_answers(shared_data):
     agreed, disagreed = 0, {}
     for doc in _llama31_answers(shared_data):
-        key = doc["document_id"][len("<urn:uuid:"):-1]
+        key = doc["document_id"][len("<urn:uuid:") : -1]
         for i, (answer, recorded, status) in enumerate(
-                zip(doc["explanations"], doc["scores"], doc["document_processing_status"])):
+            zip(doc["explanations"], doc["scores"], doc["document_processing_status"])
+        ):
             parsed = parse_score(answer)
             if status == "success" and parsed.score == recorded:
                 agreed += 1

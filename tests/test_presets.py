@@ -7,20 +7,23 @@ datatrove steps, and for Slurm writes the sbatch scripts the cluster would get (
 
 import pytest
 
-from winnow.pipelines.stages import ablate, annotate, base, dedup, score, subsets
 from winnow.pipelines.config import load_config
+from winnow.pipelines.stages import ablate, annotate, base, dedup, score, subsets
 
 
 def cluster_preset(tmp_path, shared_data, *extra):
-    overrides = [f"output_dir={tmp_path / 'run'}", f"input.paths={shared_data}/warc/pages/pages-00000.warc.gz",
-                 *extra]
+    overrides = [f"output_dir={tmp_path / 'run'}", f"input.paths={shared_data}/warc/pages/pages-00000.warc.gz", *extra]
     return load_config("configs/fineweb-cc-dump.yaml", overrides, check_inputs=True)
 
 
 def test_cluster_preset_has_finewebs_task_counts_and_resources(tmp_path, shared_data):
     cfg = cluster_preset(tmp_path, shared_data)
-    assert (cfg.executor.kind, cfg.executor.tasks, cfg.executor.time, cfg.executor.mem_per_cpu_gb) == \
-        ("slurm", 8000, "10:00:00", 2)
+    assert (cfg.executor.kind, cfg.executor.tasks, cfg.executor.time, cfg.executor.mem_per_cpu_gb) == (
+        "slurm",
+        8000,
+        "10:00:00",
+        2,
+    )
     assert (cfg.dedup.tasks, cfg.dedup.minhash.num_buckets, cfg.dedup.bucket_workers) == (1000, 14, 50)
     assert (cfg.score.device, cfg.classifier.device, cfg.annotator.kind) == ("cuda", "cuda", "endpoint")
     assert (cfg.ablate.preset, cfg.ablate.tokens) == ("fineweb-1.8b", 28_000_000_000)
@@ -30,8 +33,19 @@ def test_every_stage_builds_from_the_cluster_preset(tmp_path, shared_data):
     cfg = cluster_preset(tmp_path, shared_data)
 
     pipeline, roles = base.build_pipeline(cfg)
-    fineweb_order = ["reader", "url", "extractor", "language", "gopher_repetition", "gopher_quality", "c4_quality",
-                     "fineweb_quality", "pii", "token_count", "writer"]
+    fineweb_order = [
+        "reader",
+        "url",
+        "extractor",
+        "language",
+        "gopher_repetition",
+        "gopher_quality",
+        "c4_quality",
+        "fineweb_quality",
+        "pii",
+        "token_count",
+        "writer",
+    ]
     assert [name for _, name in roles if name in fineweb_order] == fineweb_order  # FineWeb's blocks, in its order
     assert len(pipeline) == len(roles)
 
@@ -45,8 +59,9 @@ def test_every_stage_builds_from_the_cluster_preset(tmp_path, shared_data):
     from datatrove.pipeline.readers import ParquetReader
 
     reader = ParquetReader(str(cfg.stage_dir("dedup")), glob_pattern="*.parquet", recursive=False)
-    (scoring,) = score.scoring_steps([("parquet", reader)], cfg.stage_dir("score"), "/models/classifier", cfg,
-                                     cfg.score.tasks)
+    (scoring,) = score.scoring_steps(
+        [("parquet", reader)], cfg.stage_dir("score"), "/models/classifier", cfg, cfg.score.tasks
+    )
     scorer = scoring.pipeline[1]
     assert (scoring.tasks, scorer.device, scorer.batch_size) == (256, "cuda", 512)
 
@@ -61,7 +76,12 @@ def test_the_ablation_preset_is_finewebs_1_8b_model(tmp_path, shared_data):
     model = preset(cfg.ablate.preset)
     assert (model.n_layer, model.d_model, model.n_head, model.d_ffn, model.context_length) == (24, 2048, 32, 8192, 2048)
     train = ablate.train_config(cfg.ablate, tmp_path / "tokens", tmp_path / "tokenizer.json", tmp_path / "seed-0", 0)
-    assert (train.preset, train.tokens, train.batch_size, train.device) == ("fineweb-1.8b", 28_000_000_000, 1024, "cuda")
+    assert (train.preset, train.tokens, train.batch_size, train.device) == (
+        "fineweb-1.8b",
+        28_000_000_000,
+        1024,
+        "cuda",
+    )
     # ~2M tokens per optimiser step, as FineWeb's ablations
     assert train.batch_size * model.context_length == pytest.approx(2_000_000, rel=0.1)
 
@@ -75,14 +95,19 @@ def test_cluster_preset_writes_finewebs_sbatch_scripts(tmp_path, shared_data):
     executor = _executor(cfg, "base", "base", pipeline, cfg.executor.tasks, -1, {}, cfg.executor.partition, None)
     script = executor.get_launch_file_contents(executor.get_sbatch_args(), "echo run")
     assert executor.world_size == 8000  # the array's size is set at submission, from the tasks not yet completed
-    for line in ("#SBATCH --time=10:00:00", "#SBATCH --mem-per-cpu=2048M",
-                 "#SBATCH --partition=cpu", "#SBATCH --cpus-per-task=1"):
+    for line in (
+        "#SBATCH --time=10:00:00",
+        "#SBATCH --mem-per-cpu=2048M",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --cpus-per-task=1",
+    ):
         assert line in script, line
     assert "source /opt/winnow/.venv/bin/activate" in script
 
     gpu = cluster_preset(tmp_path, shared_data, "executor.partition=gpu", "executor.sbatch_args.gres=gpu:1")
-    reader_steps = score.scoring_steps([("parquet", pipeline[0])], gpu.stage_dir("score"), "/models/classifier",
-                                       gpu, gpu.score.tasks)
+    reader_steps = score.scoring_steps(
+        [("parquet", pipeline[0])], gpu.stage_dir("score"), "/models/classifier", gpu, gpu.score.tasks
+    )
     executor = _executor(gpu, "score", "score", reader_steps[0].pipeline, 256, -1, {}, "gpu", None)
     script = executor.get_launch_file_contents(executor.get_sbatch_args(), "echo run")
     assert executor.world_size == 256

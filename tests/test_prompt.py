@@ -26,8 +26,9 @@ def test_shipped_prompt_is_the_fineweb_edu_prompt_verbatim():
     # any edit of the shipped file must become a new version (a new file), never a silent change of v1
     text = (PROMPTS_DIR / "fineweb_edu_v1.txt").read_bytes()
     assert hashlib.sha256(text).hexdigest() == "bfc546e0d9189d9d4275cf57bb52367c38261fb4acd386c5367906899df19b52"
-    assert prompt.template.startswith("Below is an extract from a web page. Evaluate whether the page has a high "
-                                      "educational value")
+    assert prompt.template.startswith(
+        "Below is an extract from a web page. Evaluate whether the page has a high educational value"
+    )
     assert "using the additive 5-point scoring system described below" in prompt.template
     assert prompt.template.count("\n- ") == 7  # five criteria, then the two closing instructions
     assert prompt.template.endswith('Conclude with the score using the format: "Educational score:  <total points>"\n')
@@ -39,7 +40,7 @@ def test_render_keeps_only_the_first_characters_of_the_document(long_document):
     rendered = prompt.render(long_document)
     kept = long_document[:FINEWEB_EDU_MAX_CHARS]
     assert f"The extract:\n{kept}.\n" in rendered
-    assert long_document[FINEWEB_EDU_MAX_CHARS: FINEWEB_EDU_MAX_CHARS + 200] not in rendered
+    assert long_document[FINEWEB_EDU_MAX_CHARS : FINEWEB_EDU_MAX_CHARS + 200] not in rendered
     assert DOCUMENT_PLACEHOLDER not in rendered
     assert len(rendered) == len(prompt.template) - len(DOCUMENT_PLACEHOLDER) + FINEWEB_EDU_MAX_CHARS
 

@@ -27,15 +27,29 @@ def run(shared_data, tmp_path_factory):
     _sample(shared_data / "annotations" / "fineweb-edu-llama3" / "val.jsonl.gz", work / "edu" / "a.jsonl", 40)
     _sample(shared_data / "annotations" / "fineweb-edu-llama3" / "train.jsonl.gz", work / "edu" / "b.jsonl", 40)
     config = {
-        "name": "ablate-test", "output_dir": str(work / "run"),
+        "name": "ablate-test",
+        "output_dir": str(work / "run"),
         "ablate": {
-            "ablations": [{"name": "legal", "data": str(work / "legal.jsonl")},
-                          {"name": "edu", "data": str(work / "edu" / "*.jsonl")}],
+            "ablations": [
+                {"name": "legal", "data": str(work / "legal.jsonl")},
+                {"name": "edu", "data": str(work / "edu" / "*.jsonl")},
+            ],
             "preset": "cpu-tiny",
-            "model_overrides": {"n_layer": 2, "d_model": 32, "n_head": 2, "d_ffn": 64, "context_length": 64,
-                                "corpus_vocab_size": 1024},
-            "tokens": 30 * 4 * 64, "batch_size": 4, "eval_every": 15, "seeds": [0, 1],
-            "tasks": TASKS, "eval_limit": 6, "wikitext_articles": 1,
+            "model_overrides": {
+                "n_layer": 2,
+                "d_model": 32,
+                "n_head": 2,
+                "d_ffn": 64,
+                "context_length": 64,
+                "corpus_vocab_size": 1024,
+            },
+            "tokens": 30 * 4 * 64,
+            "batch_size": 4,
+            "eval_every": 15,
+            "seeds": [0, 1],
+            "tasks": TASKS,
+            "eval_limit": 6,
+            "wikitext_articles": 1,
             "benchmarks_dir": str(shared_data / "benchmarks"),
         },
     }
@@ -57,7 +71,9 @@ def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
         assert (ablations / name / "logs" / "tokenize" / "completions").is_dir()  # launched through datatrove
         for seed in ("0", "1"):
             final = json.loads((ablations / name / f"seed-{seed}" / "final.json").read_text())
-            assert final["tokens_trained"] == 30 * 4 * 64 and final["final_val_loss"] < math.log(1024)  # better than uniform
+            assert final["tokens_trained"] == 30 * 4 * 64 and final["final_val_loss"] < math.log(
+                1024
+            )  # better than uniform
             results = summary["runs"][seed]["eval"]
             assert set(results) == set(TASKS)
             assert results["arc_easy"]["n"] == 6 and 0 <= results["arc_easy"]["acc_norm"] <= 1
@@ -70,8 +86,11 @@ def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
 @pytest.mark.slow
 def test_rerunning_ablate_repeats_nothing(run):
     path, out = run
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "ablate").rglob("*") if p.suffix in (".ds", ".json", ".pt")
-              and p.name != "summary.json"}
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in (out / "ablate").rglob("*")
+        if p.suffix in (".ds", ".json", ".pt") and p.name != "summary.json"
+    }
     assert winnow(["ablate", "-c", str(path)]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
@@ -95,8 +114,22 @@ def test_winnow_evaluate_scores_a_trained_model_folder(run, tmp_path, capsys):
     _, out = run
     model = out / "ablate" / "edu" / "seed-0" / "model"
     results_path = tmp_path / "results.json"
-    assert winnow(["evaluate", "--model", str(model), "--tasks", "piqa,lambada", "--limit", "6",
-                   "--output", str(results_path)]) == 0
+    assert (
+        winnow(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--tasks",
+                "piqa,lambada",
+                "--limit",
+                "6",
+                "--output",
+                str(results_path),
+            ]
+        )
+        == 0
+    )
     results = json.loads(results_path.read_text())
     assert set(results) == {"piqa", "lambada"}
     assert results["piqa"]["n"] == 6 and set(results["piqa"]) >= {"acc", "acc_norm", "n"}
@@ -107,8 +140,15 @@ def test_config_rejects_duplicate_names_and_unknown_tasks(tmp_path):
     from winnow.pipelines.config import ConfigError
 
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"name": "x", "output_dir": str(tmp_path), "ablate": {
-        "ablations": [{"name": "a", "data": "x.jsonl"}, {"name": "a", "data": "y.jsonl"}]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "output_dir": str(tmp_path),
+                "ablate": {"ablations": [{"name": "a", "data": "x.jsonl"}, {"name": "a", "data": "y.jsonl"}]},
+            }
+        )
+    )
     with pytest.raises(ConfigError, match="unique"):
         load_config(path, check_inputs=False)
     with pytest.raises(ConfigError, match="unknown tasks"):

@@ -16,7 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from winnow.proxy.evaluate import encode_pair, evaluate_items, score_tokens
 from winnow.proxy.model import build_model, preset
-from winnow.proxy.tasks import Item, TASKS, load_task, sample
+from winnow.proxy.tasks import TASKS, Item, load_task, sample
 
 WORDS = ["<|endoftext|>", "the", "cat", "sat", "ran", "away", "dog", "home"]
 ID = {w: i for i, w in enumerate(WORDS)}
@@ -34,9 +34,17 @@ def bigram(current: str, nxt: str) -> float:
 @pytest.fixture(scope="module")
 def bigram_model():
     d = len(WORDS)
-    config = LlamaConfig(vocab_size=d, hidden_size=d, intermediate_size=4, num_hidden_layers=1, num_attention_heads=1,
-                         num_key_value_heads=1, max_position_embeddings=32, rms_norm_eps=1e-12,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=d,
+        hidden_size=d,
+        intermediate_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        rms_norm_eps=1e-12,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -61,8 +69,11 @@ def test_pairs_split_like_lm_eval(bigram_model):
 
 def test_loglikelihoods_are_the_bigram_probabilities(bigram_model):
     model, tokenizer = bigram_model
-    pairs = [encode_pair(tokenizer, "the cat", " sat"), encode_pair(tokenizer, "the cat", " ran away"),
-             encode_pair(tokenizer, "the cat", " ran")]
+    pairs = [
+        encode_pair(tokenizer, "the cat", " sat"),
+        encode_pair(tokenizer, "the cat", " ran away"),
+        encode_pair(tokenizer, "the cat", " ran"),
+    ]
     scores = score_tokens(model, pairs, batch_size=2)
     assert scores[0][0] == pytest.approx(math.log(0.3), abs=1e-5)  # ln 0.3 = -1.204
     assert scores[1][0] == pytest.approx(math.log(0.4) + math.log(UNIFORM), abs=1e-5)  # -0.916 - 2.079
@@ -96,15 +107,27 @@ def test_lambada_counts_greedy_matches(bigram_model):
 
 
 def test_task_files_load_in_their_native_formats(shared_data):
-    sizes = {"arc_easy": 2376, "arc_challenge": 1172, "hellaswag": 10042, "piqa": 1838, "siqa": 1954,
-             "openbookqa": 500, "winogrande": 1267, "commonsense_qa": 1221, "mmlu": 5700, "lambada": 5153}
+    sizes = {
+        "arc_easy": 2376,
+        "arc_challenge": 1172,
+        "hellaswag": 10042,
+        "piqa": 1838,
+        "siqa": 1954,
+        "openbookqa": 500,
+        "winogrande": 1267,
+        "commonsense_qa": 1221,
+        "mmlu": 5700,
+        "lambada": 5153,
+    }
     for task, n in sizes.items():
         items = load_task(task, shared_data / "benchmarks")
         assert len(items) == n, task
         assert all(0 <= item.gold < len(item.requests) for item in items), task
     hellaswag = load_task("hellaswag", shared_data / "benchmarks")
-    assert hellaswag[0].requests[3] == ("Roof shingle removal: A man is sitting on a roof. he",
-                                        " starts pulling up roofing on a roof.")
+    assert hellaswag[0].requests[3] == (
+        "Roof shingle removal: A man is sitting on a roof. he",
+        " starts pulling up roofing on a roof.",
+    )
     assert hellaswag[0].gold == 3
     siqa = load_task("siqa", shared_data / "benchmarks")[0]  # options parsed out of the lettered query
     assert siqa.requests[1][1] == " Find somewhere to go"

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 from datatrove.executor import LocalPipelineExecutor
 
-from winnow.proxy.tokenize import (EOS, count_documents, gpt2_tokenizer_json, load_tokenizer, read_tokens, sample_texts,
-                            tokenize_pipeline, train_corpus_bpe)
+from winnow.proxy.tokenize import (
+    EOS,
+    count_documents,
+    gpt2_tokenizer_json,
+    load_tokenizer,
+    read_tokens,
+    sample_texts,
+    tokenize_pipeline,
+    train_corpus_bpe,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,11 @@ def test_corpus_bpe_round_trips_and_is_smaller(fineweb_docs, tmp_path):
 
 
 def _tokenize(source, folder, tokenizer_path, seed):
-    LocalPipelineExecutor(tokenize_pipeline(str(source), folder / "tokens", tokenizer_path, seed=seed), tasks=1,
-                          logging_dir=str(folder / "logs")).run()
+    LocalPipelineExecutor(
+        tokenize_pipeline(str(source), folder / "tokens", tokenizer_path, seed=seed),
+        tasks=1,
+        logging_dir=str(folder / "logs"),
+    ).run()
     return read_tokens(folder / "tokens", 50257)
 
 

@@ -24,8 +24,9 @@ SMALL = {"n_layer": 2, "d_model": 32, "n_head": 2, "d_ffn": 64, "context_length"
 
 
 def test_wsd_schedule_warms_up_holds_then_decays():
-    cfg = TrainConfig(tokens_dir="", tokenizer="", out_dir="", learning_rate=1.0, warmup_fraction=0.1,
-                      decay_fraction=0.2)
+    cfg = TrainConfig(
+        tokens_dir="", tokenizer="", out_dir="", learning_rate=1.0, warmup_fraction=0.1, decay_fraction=0.2
+    )
     lrs = [lr_at(s, 100, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # linear warmup over 10 steps
     assert all(lr == 1.0 for lr in lrs[10:80])  # stable phase: a decay can branch from any of these
@@ -43,16 +44,28 @@ def tokens(shared_data, tmp_path_factory):
     with gzip.open(shared_data / "annotations" / "fineweb-edu-llama3" / "train.jsonl.gz", "rt") as f:
         docs.write_text("".join(json.dumps({"text": json.loads(next(f))["text"]}) + "\n" for _ in range(300)))
     tokenizer = train_corpus_bpe(sample_texts([str(docs)], 300), 512, work / "tokenizer.json")
-    LocalPipelineExecutor(tokenize_pipeline(str(docs), work / "tokens", tokenizer, seed=0), tasks=1,
-                          logging_dir=str(work / "logs")).run()
+    LocalPipelineExecutor(
+        tokenize_pipeline(str(docs), work / "tokens", tokenizer, seed=0), tasks=1, logging_dir=str(work / "logs")
+    ).run()
     return work / "tokens", tokenizer
 
 
 def _config(token_data, out_dir: Path, **overrides) -> Path:
     tokens_dir, tokenizer = token_data
-    fields = {"tokens_dir": str(tokens_dir), "tokenizer": str(tokenizer), "out_dir": str(out_dir),
-              "model_overrides": SMALL, "tokens": 120 * 4 * 32, "batch_size": 4, "learning_rate": 3e-3,
-              "eval_every": 30, "checkpoint_every": 30, "threads": 1, "progress": False, **overrides}
+    fields = {
+        "tokens_dir": str(tokens_dir),
+        "tokenizer": str(tokenizer),
+        "out_dir": str(out_dir),
+        "model_overrides": SMALL,
+        "tokens": 120 * 4 * 32,
+        "batch_size": 4,
+        "learning_rate": 3e-3,
+        "eval_every": 30,
+        "checkpoint_every": 30,
+        "threads": 1,
+        "progress": False,
+        **overrides,
+    }
     path = out_dir.parent / f"{out_dir.name}.json"
     path.write_text(json.dumps(fields))
     return path
@@ -60,8 +73,14 @@ def _config(token_data, out_dir: Path, **overrides) -> Path:
 
 def _train(config: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "winnow.proxy.train", "--config", str(config)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "winnow.proxy.train", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _losses(out_dir: Path) -> list[tuple[int, float]]:
@@ -90,15 +109,27 @@ def test_killed_run_resumes_onto_the_same_loss_curve(tokens, tmp_path):
     train(TrainConfig(**json.loads(config.read_text())))  # the same config again resumes from step 60
     assert _losses(killed) == reference  # every step, before and after the kill, identical
     final = json.loads((killed / "final.json").read_text())
-    assert final["steps"] == 120 and final["final_val_loss"] == json.loads(
-        (straight / "final.json").read_text())["final_val_loss"]
+    assert (
+        final["steps"] == 120
+        and final["final_val_loss"] == json.loads((straight / "final.json").read_text())["final_val_loss"]
+    )
     assert (killed / "model" / "config.json").exists() and (killed / "model" / "tokenizer.json").exists()
 
 
 def _torchrun(config: Path, n: int, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-               "-m", "winnow.proxy.train", "--config", str(config), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        "-m",
+        "winnow.proxy.train",
+        "--config",
+        str(config),
+        *extra,
+    ]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -33,9 +33,16 @@ REAL_FILES = {
     "cc/resiliparse-warcfile.warc.gz": (16, {"warcinfo": 1, "request": 17, "metadata": 16}, "http://01spb.ru/company/"),
     # datatrove 0.10.1 reads 0 documents here (empty WARC-Identified-Payload-Type on every record)
     "edge/resiliparse-clueweb-quirk.warc.gz": (29, {"warcinfo": 1}, None),
-    "edge/dolma-sample-0000.warc.gz": (22, {"warcinfo": 1, "request": 22, "metadata": 1, "resource": 2},
-                                       "https://soldaini.net/"),
-    "edge/dolma-sample-0001.warc.gz": (15, {"warcinfo": 1, "request": 15, "resource": 2}, "https://creativecommons.org/"),
+    "edge/dolma-sample-0000.warc.gz": (
+        22,
+        {"warcinfo": 1, "request": 22, "metadata": 1, "resource": 2},
+        "https://soldaini.net/",
+    ),
+    "edge/dolma-sample-0001.warc.gz": (
+        15,
+        {"warcinfo": 1, "request": 15, "resource": 2},
+        "https://creativecommons.org/",
+    ),
     "edge/warcio-example.warc.gz": (1, {"warcinfo": 2, "request": 2, "revisit": 1}, "http://example.com/"),
     "edge/warcio-example-iana.org-chunked.warc": (1, {"warcinfo": 1, "request": 1}, "http://www.iana.org/"),
     "edge/warcio-example.arc.gz": (1, {"arc_filedesc": 1}, "http://example.com/"),
@@ -73,20 +80,24 @@ def test_charsets_chunked_encoding_and_wet_text(shared_data):
 
 # ---- damaged copies ---------------------------------------------------------------------------------
 
+
 def page_members(shared_data, n):
     """The first n response records of pages-00000 as their raw gzip members (from the shard's index)."""
     index = [json.loads(line) for line in gzip.open(shared_data / "warc" / "pages" / "pages-index.jsonl.gz", "rt")]
     raw = (shared_data / "warc" / "pages" / "pages-00000.warc.gz").read_bytes()
     rows = [r for r in index if r["warc_file"] == "pages-00000.warc.gz"][:n]
-    return [raw[r["offset"]:r["offset"] + r["length"]] for r in rows], rows
+    return [raw[r["offset"] : r["offset"] + r["length"]] for r in rows], rows
 
 
 def warc_response(url: str, html: bytes, charset: str = "utf-8") -> bytes:
-    http = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset={charset}\r\n"
-            f"Content-Length: {len(html)}\r\n\r\n").encode() + html
-    head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{uuid.uuid4()}>\r\n"
-            f"WARC-Date: 2024-02-20T00:00:00Z\r\nWARC-Target-URI: {url}\r\n"
-            f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http)}\r\n\r\n").encode()
+    http = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset={charset}\r\nContent-Length: {len(html)}\r\n\r\n"
+    ).encode() + html
+    head = (
+        f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{uuid.uuid4()}>\r\n"
+        f"WARC-Date: 2024-02-20T00:00:00Z\r\nWARC-Target-URI: {url}\r\n"
+        f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http)}\r\n\r\n"
+    ).encode()
     return gzip.compress(head + http + b"\r\n\r\n", compresslevel=1)
 
 
@@ -110,7 +121,7 @@ def test_garbage_between_members_is_skipped_and_reading_resumes(shared_data, tmp
 def test_corrupt_bytes_inside_a_member_fail_that_record_only(shared_data, tmp_path):
     members, rows = page_members(shared_data, 8)
     broken = bytearray(members[3])
-    broken[len(broken) // 2: len(broken) // 2 + 64] = b"\x00" * 64
+    broken[len(broken) // 2 : len(broken) // 2 + 64] = b"\x00" * 64
     (tmp_path / "corrupt.warc.gz").write_bytes(b"".join(members[:3]) + bytes(broken) + b"".join(members[4:]))
     docs, counters, failed = read(tmp_path, "corrupt.warc.gz")
     urls = [d.metadata["url"] for d in docs]
@@ -120,9 +131,13 @@ def test_corrupt_bytes_inside_a_member_fail_that_record_only(shared_data, tmp_pa
 
 def test_a_30_mb_page_is_counted_and_the_next_pages_are_read(tmp_path):
     huge = b"<html><body>" + b"<p>" + b"x" * (30 * 2**20) + b"</p></body></html>"
-    normal = [warc_response(f"http://example.org/{i}", f"<html><body><p>page {i}</p></body></html>".encode())
-              for i in range(3)]
-    (tmp_path / "huge.warc.gz").write_bytes(normal[0] + warc_response("http://example.org/huge", huge) + b"".join(normal[1:]))
+    normal = [
+        warc_response(f"http://example.org/{i}", f"<html><body><p>page {i}</p></body></html>".encode())
+        for i in range(3)
+    ]
+    (tmp_path / "huge.warc.gz").write_bytes(
+        normal[0] + warc_response("http://example.org/huge", huge) + b"".join(normal[1:])
+    )
     docs, counters, failed = read(tmp_path, "huge.warc.gz")
     assert [d.metadata["url"] for d in docs] == [f"http://example.org/{i}" for i in range(3)]
     assert counters["failed_record_too_large"] == 1 and failed == 1

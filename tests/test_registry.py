@@ -33,8 +33,12 @@ def run(cfg, args):
 def toy_stage(tmp_path, monkeypatch):
     (tmp_path / "winnow_toy_stage.py").write_text(TOY_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    stage = registry.Stage("toy", "winnow_toy_stage", "a throwaway stage that only exists in this test",
-                           arguments=(registry.Arg(("--shout",), {"default": "hello"}),))
+    stage = registry.Stage(
+        "toy",
+        "winnow_toy_stage",
+        "a throwaway stage that only exists in this test",
+        arguments=(registry.Arg(("--shout",), {"default": "hello"}),),
+    )
     monkeypatch.setitem(registry.STAGES, "toy", stage)  # removed again after the test
     config = tmp_path / "run.yaml"
     config.write_text(f"name: toy\noutput_dir: {tmp_path / 'run'}\n")
@@ -92,8 +96,9 @@ def test_an_alias_runs_the_same_stage_and_a_duplicate_name_is_refused():
 def test_every_stage_has_a_make_target_that_runs_its_command(project_root):
     # the Makefile's one pattern rule reads `winnow stages`; `make -n` prints the command without running it
     for name in registry.names():
-        out = subprocess.run(["make", "-n", name, "CONFIG=x.yaml"], cwd=project_root, capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            ["make", "-n", name, "CONFIG=x.yaml"], cwd=project_root, capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         assert f"winnow {name} -c x.yaml" in out.stdout, out.stdout
 
@@ -113,11 +118,13 @@ def test_the_readme_has_a_section_per_stage_in_registry_order(project_root):
 
 def test_a_stage_that_fails_is_one_line_and_exit_1(toy_stage, capsys, tmp_path):
     stage, config = toy_stage
-    (tmp_path / "winnow_toy_stage.py").write_text(textwrap.dedent('''
+    (tmp_path / "winnow_toy_stage.py").write_text(
+        textwrap.dedent("""
         from winnow.errors import StageFailed
         def run(cfg, args):
             raise StageFailed("toy/step: 1 of 1 tasks failed; see the task log")
-    '''))
+    """)
+    )
     sys.modules.pop("winnow_toy_stage", None)
     assert cli.main(["toy", "-c", str(config)]) == 1
     err = capsys.readouterr().err

@@ -7,11 +7,11 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from winnow.pipelines.stages import base, dedup
 from winnow.pipelines import registry
 from winnow.pipelines.config import load_config
-from winnow.pipelines.stages.report import run as report_command
 from winnow.pipelines.report.run import write_run_report
+from winnow.pipelines.stages import base, dedup
+from winnow.pipelines.stages.report import run as report_command
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,13 @@ def small_run(tmp_path_factory, shared_data):
     config = folder / "run.yaml"
     config.write_text(f"""
 name: small
-output_dir: {folder / 'run'}
+output_dir: {folder / "run"}
 input: {{paths: {shared_data}/warc/pages/pages-00000.warc.gz, limit: 60}}
 executor: {{kind: local, tasks: 1, workers: 1}}
 extract: {{extractor: resiliparse}}
 dedup: {{tasks: 1}}
 ablate:
-  ablations: [{{name: edu, data: {folder / 'run' / 'subsets' / 'edu-3'}}}]
+  ablations: [{{name: edu, data: {folder / "run" / "subsets" / "edu-3"}}}]
 """)
     cfg = load_config(config)
     base.run(cfg)
@@ -43,14 +43,23 @@ def test_report_of_a_base_only_run_says_what_has_not_run(small_run):
     md, page = (out / "report.md").read_text(), (out / "index.html").read_text()
     summary = json.loads((small_run.stage_dir("base") / "summary.json").read_text())
 
-    for heading in ("## Funnel", "## Deduplication", "## Annotation and classifier", "## Ablations", "## The run",
-                    "### Configuration", "### Versions"):
+    for heading in (
+        "## Funnel",
+        "## Deduplication",
+        "## Annotation and classifier",
+        "## Ablations",
+        "## The run",
+        "### Configuration",
+        "### Versions",
+    ):
         assert heading in md, heading
     # the funnel table: one row per base step with the summary's counts, tokens from the Parquet files
     for step in summary["funnel"]:
         assert re.search(rf"^\| {step['step']} \| {step['documents']:,} \|", md, re.M), step
-    kept_tokens = sum(sum(pq.read_table(p, columns=["token_count"]).column("token_count").to_pylist())
-                      for p in small_run.stage_dir("base").glob("*.parquet"))
+    kept_tokens = sum(
+        sum(pq.read_table(p, columns=["token_count"]).column("token_count").to_pylist())
+        for p in small_run.stage_dir("base").glob("*.parquet")
+    )
     assert f"| base kept | {summary['kept']:,} |  | {kept_tokens:,} |" in md
     # removed examples: every filter that removed something is listed, with one of its real reasons
     for name, reasons in summary["removed"].items():
@@ -118,8 +127,11 @@ def test_a_stage_that_ran_on_an_earlier_input_is_flagged(small_run, tmp_path):
     shutil.copytree(small_run.stage_dir("base"), cfg.stage_dir("base"))
     kept = json.loads((cfg.stage_dir("base") / "summary.json").read_text())["kept"]
     cfg.stage_dir("dedup").mkdir()
-    (cfg.stage_dir("dedup") / "summary.json").write_text(json.dumps(
-        {"read": kept - 1, "kept": kept - 1, "removed": {}, "failed": {}, "skipped": {}, "cluster_sizes": {}}))
+    (cfg.stage_dir("dedup") / "summary.json").write_text(
+        json.dumps(
+            {"read": kept - 1, "kept": kept - 1, "removed": {}, "failed": {}, "skipped": {}, "cluster_sizes": {}}
+        )
+    )
     md = (write_run_report(cfg) / "report.md").read_text()
     assert f"> **Out of date:** dedup read {kept - 1:,} documents but base now keeps {kept:,}" in md
     assert md.count("Out of date") == 1

@@ -25,12 +25,12 @@ from datatrove.pipeline.filters import RegexFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
+from winnow.errors import StageFailed
 from winnow.pipelines.cli import main as winnow
 from winnow.pipelines.config import ConfigError, ExecutorConfig, load_config
 from winnow.pipelines.execution import Step, launch
 from winnow.pipelines.execution.queue import active_jobs, job_tasks, read_jobs
 from winnow.pipelines.status import wait_for_stage
-from winnow.errors import StageFailed
 
 FINEWEB_DOCS = "fineweb/fineweb-sample-10BT/fineweb-legal-docs.jsonl.gz"
 
@@ -49,8 +49,11 @@ def find_cluster() -> tuple[str | None, str]:
         rows = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError) as e:
         return None, f"asking Slurm failed: {e}"
-    usable = [p for p, state in (r.split() for r in rows.splitlines() if r.strip())
-              if state.rstrip("*~#") in ("idle", "mixed", "allocated", "completing")]
+    usable = [
+        p
+        for p, state in (r.split() for r in rows.splitlines() if r.strip())
+        if state.rstrip("*~#") in ("idle", "mixed", "allocated", "completing")
+    ]
     if not usable:
         return None, f"no node takes jobs: {rows.strip()!r}"
     return next((p for p in usable if p.endswith("*")), usable[0]).rstrip("*"), ""
@@ -70,11 +73,22 @@ def write_config(folder: Path, kind: str, **executor) -> Path:
     """A run config file, as a user writes it; `winnow status -c` reads the same file."""
     path = folder / f"{kind}.yaml"
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({
-        "name": "slurmtest",
-        "output_dir": str(folder / f"run-{kind}"),
-        "executor": {"kind": kind, "tasks": 4, "workers": 2, "time": "00:10:00", "mem_per_cpu_gb": 0.5, **executor},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "slurmtest",
+                "output_dir": str(folder / f"run-{kind}"),
+                "executor": {
+                    "kind": kind,
+                    "tasks": 4,
+                    "workers": 2,
+                    "time": "00:10:00",
+                    "mem_per_cpu_gb": 0.5,
+                    **executor,
+                },
+            }
+        )
+    )
     return path
 
 
@@ -87,7 +101,7 @@ def data_files(stage_dir: Path) -> dict[str, object]:
         if not path.is_file() or rel.startswith("logs/") or rel == "slurm_jobs.json":
             continue
         if rel == "work/base_files.json":  # dedup's resume guard: recorded at submission only once base is final,
-            continue  # so not when dedup is submitted behind a queued base (winnow.pipelines.execution.queue.output_final)
+            continue  # so not when dedup is submitted behind a queued base (execution.queue.output_final)
         if rel.endswith(".parquet"):
             found[rel] = pq.read_table(path).to_pylist()
         elif rel.endswith(".gz"):
@@ -122,7 +136,7 @@ def shards(shared_data, tmp_path_factory) -> Path:
         lines = [next(f) for _ in range(60)]
     for i in range(4):
         with gzip.open(folder / f"shard-{i}.jsonl.gz", "wt") as out:
-            out.writelines(lines[i * 15:(i + 1) * 15])
+            out.writelines(lines[i * 15 : (i + 1) * 15])
     return folder
 
 
@@ -130,23 +144,35 @@ def submit_filter_stage(cfg, shards: Path) -> None:
     """Stage "base": a regex filter (removed documents to removed/), then a re-sharding copy."""
     stage = Path(cfg.output_dir) / "base"
     steps = [
-        Step("filter", [JsonlReader(str(shards)),
-                        RegexFilter(r"\bcourt\b", exclusion_writer=JsonlWriter(str(stage / "removed" / "court"))),
-                        JsonlWriter(str(stage / "kept"))], tasks=4),
+        Step(
+            "filter",
+            [
+                JsonlReader(str(shards)),
+                RegexFilter(r"\bcourt\b", exclusion_writer=JsonlWriter(str(stage / "removed" / "court"))),
+                JsonlWriter(str(stage / "kept")),
+            ],
+            tasks=4,
+        ),
         Step("reshard", [JsonlReader(str(stage / "kept")), JsonlWriter(str(stage))], tasks=2),
     ]
     # finalize runs after every step: it copies the filter step's per-task counters. (Not the merged
     # logs/<step>/stats.json: datatrove's merge_stats job writes another layout than the local executor's.)
-    finalize = functools.partial(shutil.copytree, str(stage / "logs" / "filter" / "stats"), str(stage / "counters"),
-                                 dirs_exist_ok=True)
+    finalize = functools.partial(
+        shutil.copytree, str(stage / "logs" / "filter" / "stats"), str(stage / "counters"), dirs_exist_ok=True
+    )
     launch(cfg, "base", steps, finalize)
 
 
 def submit_copy_stage(cfg) -> None:
     """Stage "dedup": reads base/ (top-level files only, as real stages do) and copies it."""
     base, stage = Path(cfg.output_dir) / "base", Path(cfg.output_dir) / "dedup"
-    steps = [Step("copy", [JsonlReader(str(base), glob_pattern="*.jsonl.gz", recursive=False),
-                           JsonlWriter(str(stage))], tasks=2)]
+    steps = [
+        Step(
+            "copy",
+            [JsonlReader(str(base), glob_pattern="*.jsonl.gz", recursive=False), JsonlWriter(str(stage))],
+            tasks=2,
+        )
+    ]
     launch(cfg, "dedup", steps, None)
 
 
@@ -240,13 +266,18 @@ def fineweb_run(shared_data, tmp_path_factory) -> dict:
     (folder / "input" / "a.jsonl").write_text("".join(lines[:20]))
     (folder / "input" / "b.jsonl").write_text("".join(lines[20:] + lines[3:8]))
     config = folder / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "slurmtest", "output_dir": str(folder / "run-slurm"),
-        "input": {"paths": [str(folder / "input" / "*.jsonl")], "format": "jsonl"},
-        "executor": {"kind": "slurm", "tasks": 2, "workers": 2, "time": "00:10:00", "mem_per_cpu_gb": 1.5},
-        "filters": {"language": {"languages": ["en"], "language_threshold": 0.65}},
-        "dedup": {"minhash": {"num_buckets": 2}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "slurmtest",
+                "output_dir": str(folder / "run-slurm"),
+                "input": {"paths": [str(folder / "input" / "*.jsonl")], "format": "jsonl"},
+                "executor": {"kind": "slurm", "tasks": 2, "workers": 2, "time": "00:10:00", "mem_per_cpu_gb": 1.5},
+                "filters": {"language": {"languages": ["en"], "language_threshold": 0.65}},
+                "dedup": {"minhash": {"num_buckets": 2}},
+            }
+        )
+    )
     local = ["--set", "executor.kind=local", "--set", f"output_dir={folder / 'run-local'}"]
     assert winnow(["base", "-c", str(config), *local]) == 0
     assert winnow(["dedup", "-c", str(config), *local]) == 0
@@ -298,10 +329,19 @@ def test_base_and_dedup_on_slurm_survive_a_killed_task_and_match_the_local_run(s
 # ----------------------------------------------------------------------------------------- config checks
 
 
-@pytest.mark.parametrize("field, value", [
-    ("partition", "debug\nrm -rf /"), ("partition", "debug;id"), ("time", "1 hour"), ("time", "10:00; id"),
-    ("qos", "$(id)"), ("sbatch_args", {"account": "a b"}), ("sbatch_args", {"x;id": "1"}), ("venv", "/tmp/v env"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("partition", "debug\nrm -rf /"),
+        ("partition", "debug;id"),
+        ("time", "1 hour"),
+        ("time", "10:00; id"),
+        ("qos", "$(id)"),
+        ("sbatch_args", {"account": "a b"}),
+        ("sbatch_args", {"x;id": "1"}),
+        ("venv", "/tmp/v env"),
+    ],
+)
 def test_values_that_reach_sbatch_cannot_carry_shell(field, value, tmp_path):
     config = write_config(tmp_path, "slurm", **{field: value})
     with pytest.raises(ConfigError) as err:
@@ -314,14 +354,16 @@ def test_slurm_time_formats_are_accepted():
         assert ExecutorConfig(time=limit).time == limit
 
 
-@pytest.mark.parametrize("executor, error", [
-    ({"partition": "no_such_partition"}, "executor: Slurm refuses the job .*invalid partition"),
-    # scripts/slurm-up.sh makes a partition "short" with a 5-minute limit
-    ({"partition": "short", "time": "01:00:00"}, "executor.time: 01:00:00 is longer than the partition allows"),
-    ({"venv": "/no/such/venv"}, "executor.venv: /no/such/venv has no bin/activate"),
-])
-def test_a_partition_or_time_the_cluster_refuses_is_one_clear_line(slurm_partition, shards, tmp_path, executor,
-                                                                   error):
+@pytest.mark.parametrize(
+    "executor, error",
+    [
+        ({"partition": "no_such_partition"}, "executor: Slurm refuses the job .*invalid partition"),
+        # scripts/slurm-up.sh makes a partition "short" with a 5-minute limit
+        ({"partition": "short", "time": "01:00:00"}, "executor.time: 01:00:00 is longer than the partition allows"),
+        ({"venv": "/no/such/venv"}, "executor.venv: /no/such/venv has no bin/activate"),
+    ],
+)
+def test_a_partition_or_time_the_cluster_refuses_is_one_clear_line(slurm_partition, shards, tmp_path, executor, error):
     cfg = load_config(write_config(tmp_path, "slurm", **executor), check_inputs=False)
     with pytest.raises(ConfigError, match=error) as err:
         submit_filter_stage(cfg, shards)

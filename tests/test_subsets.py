@@ -21,10 +21,14 @@ BASE_COLUMNS = ["text", "id", "dump", "url", "date", "file_path", "language", "l
 def base_shard(rows: list[dict], path) -> None:
     """A base-stage shard (FineWeb columns). token_count is the word count here: the stage only carries it."""
     table = {
-        "text": [r["text"] for r in rows], "id": [f"<urn:uuid:{r['id']}>" for r in rows],
-        "dump": ["CC-MAIN-2024-10"] * len(rows), "url": [f"https://example.org/doc/{r['id']}" for r in rows],
-        "date": ["2024-02-20T00:00:00Z"] * len(rows), "file_path": ["pages-00000.warc.gz"] * len(rows),
-        "language": ["en"] * len(rows), "language_score": [0.9] * len(rows),
+        "text": [r["text"] for r in rows],
+        "id": [f"<urn:uuid:{r['id']}>" for r in rows],
+        "dump": ["CC-MAIN-2024-10"] * len(rows),
+        "url": [f"https://example.org/doc/{r['id']}" for r in rows],
+        "date": ["2024-02-20T00:00:00Z"] * len(rows),
+        "file_path": ["pages-00000.warc.gz"] * len(rows),
+        "language": ["en"] * len(rows),
+        "language_score": [0.9] * len(rows),
         "token_count": [len(r["text"].split()) for r in rows],
     }
     pq.write_table(pa.table({k: table[k] for k in BASE_COLUMNS}), path)
@@ -35,10 +39,16 @@ def run(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("edu-run")
     labels = shared_data / "annotations" / "fineweb-edu-llama3"
     config = {
-        "name": "edu-test", "output_dir": str(root / "run"), "executor": {"tasks": 2, "workers": 1},
-        "classifier": {"backbone": "fasttext", "labels": str(labels / "train.jsonl.gz"),
-                       "eval_labels": str(labels / "val.jsonl.gz"), "learning_curve": [1.0],
-                       "calibration_folds": 3},
+        "name": "edu-test",
+        "output_dir": str(root / "run"),
+        "executor": {"tasks": 2, "workers": 1},
+        "classifier": {
+            "backbone": "fasttext",
+            "labels": str(labels / "train.jsonl.gz"),
+            "eval_labels": str(labels / "val.jsonl.gz"),
+            "learning_curve": [1.0],
+            "calibration_folds": 3,
+        },
         "subsets": {"thresholds": [2, 3, 4]},
     }
     (root / "run.yaml").write_text(yaml.safe_dump(config))
@@ -121,8 +131,20 @@ def test_score_any_jsonl_with_a_saved_classifier(run, tmp_path):
         for d in docs[:30]:
             f.write(json.dumps({"text": d["text"], "id": d["id"]}) + "\n")
     out = tmp_path / "scored-jsonl"
-    assert winnow(["score", "--classifier", str(folder / "classifier"), "--input", str(tmp_path / "docs.jsonl"),
-                   "--output", str(out)]) == 0
+    assert (
+        winnow(
+            [
+                "score",
+                "--classifier",
+                str(folder / "classifier"),
+                "--input",
+                str(tmp_path / "docs.jsonl"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = read(out)
     assert sorted(r["id"] for r in rows) == sorted(d["id"] for d in docs[:30])
     by_id = {r["id"]: r["score"] for r in read(folder / "score")}

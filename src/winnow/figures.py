@@ -15,9 +15,15 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def figure(png: str | os.PathLike, figsize: tuple[float, float] = (6.4, 4.0), dpi: int = 110,
-           nrows: int = 1, ncols: int = 1, layout_rect: tuple[float, float, float, float] | None = None,
-           **subplots) -> Iterator[tuple]:
+def figure(
+    png: str | os.PathLike,
+    figsize: tuple[float, float] = (6.4, 4.0),
+    dpi: int = 110,
+    nrows: int = 1,
+    ncols: int = 1,
+    layout_rect: tuple[float, float, float, float] | None = None,
+    **subplots,
+) -> Iterator[tuple]:
     """`layout_rect`: the (left, bottom, right, top) box tight_layout fits the axes into, leaving room for a
     figure legend or suptitle outside it; `subplots` go to plt.subplots (sharey=True, ...)."""
     import matplotlib

@@ -18,8 +18,9 @@ import re
 import tempfile
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
@@ -68,7 +69,7 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
             pass
         if pos >= len(data):
             return
-        if data[pos:pos + 3] != GZIP_MAGIC:  # garbage: skip to the next gzip header
+        if data[pos : pos + 3] != GZIP_MAGIC:  # garbage: skip to the next gzip header
             start = base + pos
             while (i := data.find(GZIP_MAGIC, pos + 1)) < 0:
                 pos = max(pos, len(data) - 2)  # the header may straddle two chunks
@@ -86,7 +87,7 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
             if pos >= len(data) and not refill():
                 problem = "truncated_gzip"
                 break
-            piece = data[pos:pos + FEED_CHUNK]  # small pieces: a corrupt member still yields the head that names it
+            piece = data[pos : pos + FEED_CHUNK]  # small pieces: a corrupt member still yields the head that names it
             if len(raw) < MAX_RESYNC_BYTES:
                 raw += piece
             try:
@@ -111,7 +112,7 @@ def gzip_members(f, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Member]:
             if 0 < nxt and member_start + nxt >= base:
                 pos = member_start + nxt - base
             elif 0 < nxt:  # already dropped from the buffer: it is in raw
-                data, base, pos = bytes(raw[nxt:]) + data[pos + len(piece):], member_start + nxt, 0
+                data, base, pos = bytes(raw[nxt:]) + data[pos + len(piece) :], member_start + nxt, 0
             else:
                 pos += len(piece)
         if spool is not None:
@@ -181,8 +182,14 @@ class WebArchiveReader(BaseDiskReader):
         recursive: bool = True,
         glob_pattern: str | None = None,
     ):
-        super().__init__(data_folder, paths_file, limit=limit, default_metadata=default_metadata,
-                         recursive=recursive, glob_pattern=glob_pattern)
+        super().__init__(
+            data_folder,
+            paths_file,
+            limit=limit,
+            default_metadata=default_metadata,
+            recursive=recursive,
+            glob_pattern=glob_pattern,
+        )
         self.max_record_bytes = max_record_bytes
 
     # -- files -------------------------------------------------------------------------------------
@@ -243,8 +250,14 @@ class WebArchiveReader(BaseDiskReader):
         for auto_decode in ("all", "none"):  # a broken Content-Encoding: fall back to the raw body
             try:
                 stream.seek(0)
-                records = ArchiveIterator(stream, record_types=WarcRecordType.any_type, parse_http=True,
-                                          quirks_mode=True, auto_decode=auto_decode, max_content_length=None)
+                records = ArchiveIterator(
+                    stream,
+                    record_types=WarcRecordType.any_type,
+                    parse_http=True,
+                    quirks_mode=True,
+                    auto_decode=auto_decode,
+                    max_content_length=None,
+                )
                 for i, record in enumerate(records):
                     if i < n_seen:
                         continue
@@ -262,10 +275,15 @@ class WebArchiveReader(BaseDiskReader):
 
         kind = record.record_type
         headers = record.headers
-        if kind in (WarcRecordType.response, WarcRecordType.conversion) and record.content_length > self.max_record_bytes:
+        if (
+            kind in (WarcRecordType.response, WarcRecordType.conversion)
+            and record.content_length > self.max_record_bytes
+        ):
             self.stat_update("failed_record_too_large")  # its payload is never read into memory
-            logger.warning(f"{filepath} @ byte {offset}: {record.content_length} byte record "
-                           f"{headers.get('WARC-Target-URI')} exceeds max_record_bytes, counted failed")
+            logger.warning(
+                f"{filepath} @ byte {offset}: {record.content_length} byte record "
+                f"{headers.get('WARC-Target-URI')} exceeds max_record_bytes, counted failed"
+            )
             return None
         if kind == WarcRecordType.conversion:  # WET: text already extracted by Common Crawl
             text, how = decode_payload(record.reader.read(), "utf-8")
@@ -298,8 +316,13 @@ class WebArchiveReader(BaseDiskReader):
     def _document(self, headers, text: str, content_type: str, filepath: str, offset: int, index: int):
         url = (headers.get("WARC-Target-URI") or "").strip().strip("<>")  # wget writes <url>
         record_id = headers.get("WARC-Record-ID") or f"<urn:uuid:{uuid.uuid5(ARC_ID_NAMESPACE, f'{url}/{offset}')}>"
-        data = {"text": text, "id": record_id.strip(), "url": url, "date": headers.get("WARC-Date"),
-                "content_type": content_type}
+        data = {
+            "text": text,
+            "id": record_id.strip(),
+            "url": url,
+            "date": headers.get("WARC-Date"),
+            "content_type": content_type,
+        }
         return self.get_document_from_dict(data, filepath, f"{offset}/{index}")
 
     # -- ARC (the Internet Archive's format before WARC) -----------------------------------------------
@@ -311,16 +334,16 @@ class WebArchiveReader(BaseDiskReader):
     def _arc_records(self, data: bytes, filepath: str, offset: int) -> DocumentsPipeline:
         pos, index = 0, 0
         while pos < len(data):
-            if data[pos:pos + 1] in (b"\n", b"\r"):
+            if data[pos : pos + 1] in (b"\n", b"\r"):
                 pos += 1
                 continue
             end = data.find(b"\n", pos)
-            fields = data[pos:end if end >= 0 else len(data)].split(b" ")
+            fields = data[pos : end if end >= 0 else len(data)].split(b" ")
             if end < 0 or len(fields) != 5 or not fields[4].strip().isdigit():
                 self.stat_update("failed_bad_arc_header")
                 return
             url, _ip, date, _ctype, length = (x.decode("latin-1").strip() for x in fields)
-            body = data[end + 1:end + 1 + int(length)]
+            body = data[end + 1 : end + 1 + int(length)]
             pos, index = end + 1 + int(length), index + 1
             if url.startswith("filedesc://"):
                 self.stat_update("skipped_arc_filedesc")
@@ -335,7 +358,9 @@ class WebArchiveReader(BaseDiskReader):
             record_id = f"<urn:uuid:{uuid.uuid5(ARC_ID_NAMESPACE, f'{url} {date} {offset}/{index}')}>"
             yield self.get_document_from_dict(
                 {"text": text, "id": record_id, "url": url, "date": date, "content_type": "text/html"},
-                filepath, f"{offset}/{index}")
+                filepath,
+                f"{offset}/{index}",
+            )
 
 
 class _CountsEmptyRows:

@@ -53,7 +53,7 @@ class EmbeddingCache:
         missing = list(dict.fromkeys(k for k in keys if k not in self.index))
         first_text = {k: t for k, t in zip(keys, texts, strict=True)}
         for start in range(0, len(missing), self.chunk):  # saved chunk by chunk: an interrupted run keeps its work
-            chunk = missing[start:start + self.chunk]
+            chunk = missing[start : start + self.chunk]
             fresh = np.asarray(encode([first_text[k] for k in chunk]), dtype=np.float32)
             self.vectors = fresh if not len(self.keys) else np.concatenate([self.vectors, fresh])
             for k in chunk:

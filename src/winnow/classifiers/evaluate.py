@@ -24,8 +24,9 @@ EDUCATIONAL = 3  # FineWeb-Edu keeps int_score >= 3
 def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: int = EDUCATIONAL) -> dict:
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels)
     rounded = int_scores(scores)
-    p, r, f, _ = precision_recall_fscore_support(labels >= threshold, rounded >= threshold, average="binary",
-                                                 zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(
+        labels >= threshold, rounded >= threshold, average="binary", zero_division=0
+    )
     classes = list(range(MAX_SCORE + 1))
     cp, cr, cf, support = precision_recall_fscore_support(labels, rounded, labels=classes, zero_division=0)
     rho = spearmanr(scores, labels).statistic if len(set(labels)) > 1 else float("nan")
@@ -35,12 +36,17 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: int = EDUCATIONA
         "threshold": threshold,
         "positives": int((labels >= threshold).sum()),
         "predicted_positives": int((rounded >= threshold).sum()),
-        "precision": float(p), "recall": float(r), "f1": float(f), "f1_ci95": [low, high],
+        "precision": float(p),
+        "recall": float(r),
+        "f1": float(f),
+        "f1_ci95": [low, high],
         "macro_f1": float(f1_score(labels, rounded, average="macro", zero_division=0)),
         "accuracy": float((rounded == labels).mean()),
         "spearman": float(rho),
-        "per_class": {k: {"precision": float(cp[k]), "recall": float(cr[k]), "f1": float(cf[k]),
-                          "support": int(support[k])} for k in classes},
+        "per_class": {
+            k: {"precision": float(cp[k]), "recall": float(cr[k]), "f1": float(cf[k]), "support": int(support[k])}
+            for k in classes
+        },
         "confusion": confusion_matrix(labels, rounded, labels=classes).tolist(),
     }
 
@@ -72,7 +78,8 @@ def _markdown(m: dict, curve: list[dict], about: dict) -> str:
         f"Trained on {about['train_rows']} labels from `{about['train_source']}`; evaluated on {m['n']} held-out "
         f"labels from `{about['eval_source']}`.",
         "",
-        "| metric | value |", "|---|---|",
+        "| metric | value |",
+        "|---|---|",
         f"| F1 of score ≥ {m['threshold']} | **{m['f1']:.3f}** (95 % bootstrap interval "
         f"{m['f1_ci95'][0]:.2f}–{m['f1_ci95'][1]:.2f}) |",
         f"| precision / recall of score ≥ {m['threshold']} | {m['precision']:.3f} / {m['recall']:.3f} |",
@@ -84,15 +91,27 @@ def _markdown(m: dict, curve: list[dict], about: dict) -> str:
         "",
         "FineWeb-Edu's classifier (450k Llama-3 labels, Snowflake-arctic-embed-m) reached F1 0.82 at threshold 3.",
         "",
-        "## Per class (rounded score)", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
+        "## Per class (rounded score)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
     ]
     for k, c in m["per_class"].items():
         lines.append(f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
-    lines += ["", "![confusion matrix](confusion_matrix.png)", "", "## Learning curve", "",
-              "| share of training labels | rows | F1@3 | macro-F1 | Spearman |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "## Learning curve",
+        "",
+        "| share of training labels | rows | F1@3 | macro-F1 | Spearman |",
+        "|---|---|---|---|---|",
+    ]
     for point in curve:
-        lines.append(f"| {point['share']:.0%} | {point['rows']} | {point['f1']:.3f} | {point['macro_f1']:.3f} | "
-                     f"{point['spearman']:.3f} |")
+        lines.append(
+            f"| {point['share']:.0%} | {point['rows']} | {point['f1']:.3f} | {point['macro_f1']:.3f} | "
+            f"{point['spearman']:.3f} |"
+        )
     lines += ["", "![learning curve](learning_curve.png)", ""]
     return "\n".join(lines)
 
@@ -103,8 +122,15 @@ def _plot_confusion(m: dict, path: Path, about: dict) -> None:
         ax.imshow(matrix, cmap="Blues")
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                        color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=9)
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black",
+                    fontsize=9,
+                )
         ax.set_xlabel("predicted int_score")
         ax.set_ylabel("label (Llama-3)" if "llama" in about["eval_source"].lower() else "label")
         ax.set_title(f"{about['backbone']}: F1@3 {m['f1']:.2f}, macro-F1 {m['macro_f1']:.2f}, n={m['n']}")

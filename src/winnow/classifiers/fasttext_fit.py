@@ -1,4 +1,6 @@
-"""Train one fastText model in a fresh process: `python -m winnow.classifiers.fasttext_fit TRAIN.txt MODEL.bin 'JSON args'`.
+"""Train one fastText model in a fresh process.
+
+    python -m winnow.classifiers.fasttext_fit TRAIN.txt MODEL.bin 'JSON args'
 
 Why a process of its own: with fasttext-numpy2-wheel 0.9.2, a second `train_supervised` call in the same
 process starts from corrupted state (measured here: the same file and arguments give training accuracy

@@ -44,13 +44,13 @@ class LabelSet:
     def histogram(self) -> dict[int, int]:
         return {k: int((self.scores == k).sum()) for k in range(MAX_SCORE + 1)}
 
-    def subset(self, indices) -> "LabelSet":
+    def subset(self, indices) -> LabelSet:
         indices = list(indices)
         return LabelSet(
             [self.texts[i] for i in indices], self.scores[indices], [self.ids[i] for i in indices], self.source
         )
 
-    def fraction(self, share: float, seed: int = 0) -> "LabelSet":
+    def fraction(self, share: float, seed: int = 0) -> LabelSet:
         """A stratified random share of the rows (for learning curves): every score keeps its proportion."""
         if share >= 1:
             return self
@@ -95,8 +95,9 @@ def _rows(path: str):
                 yield json.loads(line)
 
 
-def load_labels(source: str | os.PathLike, text_key: str = "text", score_key: str = "scores.score",
-                id_key: str = "id") -> LabelSet:
+def load_labels(
+    source: str | os.PathLike, text_key: str = "text", score_key: str = "scores.score", id_key: str = "id"
+) -> LabelSet:
     """Read every labelled row of a file, glob or folder. `score_key` may be dotted (`scores.score`).
 
     A folder without `score_key` in its rows falls back to `score` (the annotation stage's column).

@@ -110,8 +110,14 @@ def _die_with_parent() -> None:
 class LocalServer:
     """`transformers serve <model folder>` on 127.0.0.1, started and stopped by its owner (a context manager)."""
 
-    def __init__(self, model_dir: Path, threads: int = 1, startup_timeout_s: float = 300.0,
-                 log_path: str | os.PathLike | None = None, pid_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        model_dir: Path,
+        threads: int = 1,
+        startup_timeout_s: float = 300.0,
+        log_path: str | os.PathLike | None = None,
+        pid_path: str | os.PathLike | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.startup_timeout_s = startup_timeout_s
@@ -128,18 +134,36 @@ class LocalServer:
     def model(self) -> str:
         return str(self.model_dir)  # the name `transformers serve` lists and expects
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         self.port = _free_port()
         decision_config = write_decision_config(self.model_dir)
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        command = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model,
-                   "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu",
-                   "--decision-config", str(decision_config)]
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(self.threads),
+            MKL_NUM_THREADS=str(self.threads),
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            self.model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu",
+            "--decision-config",
+            str(decision_config),
+        ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            preexec_fn=_die_with_parent)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+            )
         if self.pid_path:
             self.pid_path.parent.mkdir(parents=True, exist_ok=True)
             self.pid_path.write_text(str(self.process.pid))
@@ -150,15 +174,18 @@ class LocalServer:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the embedded annotation server exited with code {self.process.returncode} "
-                                   f"while starting; see {self.log_path}")
+                raise RuntimeError(
+                    f"the embedded annotation server exited with code {self.process.returncode} "
+                    f"while starting; see {self.log_path}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/v1/models", timeout=2).status_code == 200:
                     return
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"the embedded annotation server did not start within {self.startup_timeout_s:g} s; "
-                           f"see {self.log_path}")
+        raise RuntimeError(
+            f"the embedded annotation server did not start within {self.startup_timeout_s:g} s; see {self.log_path}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -172,7 +199,7 @@ class LocalServer:
         if self.pid_path:
             self.pid_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

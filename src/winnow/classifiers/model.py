@@ -36,8 +36,9 @@ def encoder_path(encoder: str) -> str:
 class SentenceEncoder:
     """A frozen sentence encoder: texts → one float32 vector each (the encoder's own pooling)."""
 
-    def __init__(self, encoder: str = DEFAULT_ENCODER, max_tokens: int = 256, device: str = "cpu",
-                 batch_size: int | None = None):
+    def __init__(
+        self, encoder: str = DEFAULT_ENCODER, max_tokens: int = 256, device: str = "cpu", batch_size: int | None = None
+    ):
         from sentence_transformers import SentenceTransformer
 
         self.device = device
@@ -52,8 +53,7 @@ class SentenceEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
-                                    show_progress_bar=False)
+        vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
         return vectors.float().cpu().numpy()
 
 
@@ -87,7 +87,7 @@ class FastTextScorer:
         self.labels = [int(label.removeprefix("__label__")) for label in model.get_labels()]
 
     @classmethod
-    def load(cls, path: str | Path) -> "FastTextScorer":
+    def load(cls, path: str | Path) -> FastTextScorer:
         import fasttext
 
         return cls(fasttext.load_model(str(path)))
@@ -128,7 +128,7 @@ class ScoreCalibration:
         return np.where(raw > xs[-1], ys[-1] + (raw - xs[-1]), out)
 
     @classmethod
-    def fit(cls, raw: np.ndarray, labels: np.ndarray, min_examples: int = 5) -> "ScoreCalibration":
+    def fit(cls, raw: np.ndarray, labels: np.ndarray, min_examples: int = 5) -> ScoreCalibration:
         """For each boundary t, the cut maximising the F1 of the rarer side of `label ≥ t`."""
         raw, labels = np.asarray(raw, dtype=float), np.asarray(labels)
         cuts: dict[int, float] = {}

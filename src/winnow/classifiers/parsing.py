@@ -46,9 +46,11 @@ def parse_score(answer: str | None) -> ParsedScore:
     if not matches:
         return ParsedScore(None, "no 'Educational score: N' statement")
     last = matches[-1]
-    rest_of_sentence = re.split(r"\n|[.!?](?:\s|$)", answer[last.end():], maxsplit=1)[0]
+    rest_of_sentence = re.split(r"\n|[.!?](?:\s|$)", answer[last.end() :], maxsplit=1)[0]
     if re.search(r"\d", rest_of_sentence):  # e.g. "Educational score: **2 (lowered to 0)**"
-        return ParsedScore(None, f"ambiguous score statement {answer[last.start():last.end() + len(rest_of_sentence)]!r}")
+        return ParsedScore(
+            None, f"ambiguous score statement {answer[last.start() : last.end() + len(rest_of_sentence)]!r}"
+        )
     raw = last.group("number").replace(",", ".")
     value = float(raw)
     if value != int(value):

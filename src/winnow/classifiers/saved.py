@@ -40,8 +40,15 @@ def resolve_device(device: str) -> str:
 
 
 class EduClassifier:
-    def __init__(self, config: dict, calibration: ScoreCalibration, head: RegressionHead | None = None,
-                 fasttext: FastTextScorer | None = None, device: str = "cpu", batch_size: int | None = None):
+    def __init__(
+        self,
+        config: dict,
+        calibration: ScoreCalibration,
+        head: RegressionHead | None = None,
+        fasttext: FastTextScorer | None = None,
+        device: str = "cpu",
+        batch_size: int | None = None,
+    ):
         self.config = config
         self.backbone = config["backbone"]
         self.calibration = calibration
@@ -54,8 +61,9 @@ class EduClassifier:
     @property
     def encoder(self) -> SentenceEncoder:
         if self._encoder is None:  # loaded on first use: the fastText path and config reads never pay for torch models
-            self._encoder = SentenceEncoder(self.config["encoder"], self.config["max_tokens"], self.device,
-                                            self.batch_size)
+            self._encoder = SentenceEncoder(
+                self.config["encoder"], self.config["max_tokens"], self.device, self.batch_size
+            )
         return self._encoder
 
     # ---- scoring -------------------------------------------------------------------------------------------
@@ -94,8 +102,9 @@ class EduClassifier:
     def load(cls, folder: str | Path, device: str = "cpu", batch_size: int | None = None) -> EduClassifier:
         folder = Path(folder)
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder} is not a saved classifier (no config.json); "
-                                    "run `winnow train-classifier`")
+            raise FileNotFoundError(
+                f"{folder} is not a saved classifier (no config.json); run `winnow train-classifier`"
+            )
         config = json.loads((folder / "config.json").read_text())
         if config.get("format") != FORMAT:
             raise ValueError(f"{folder}: unknown classifier format {config.get('format')!r}")

@@ -27,9 +27,15 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from winnow.classifiers.embedding_cache import EmbeddingCache
 from winnow.classifiers.labels import LabelSet
-from winnow.classifiers.model import DEFAULT_ENCODER, FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder, fasttext_line
+from winnow.classifiers.model import (
+    DEFAULT_ENCODER,
+    FastTextScorer,
+    RegressionHead,
+    ScoreCalibration,
+    SentenceEncoder,
+    fasttext_line,
+)
 from winnow.classifiers.saved import EduClassifier, int_scores
-
 
 
 @dataclass
@@ -48,13 +54,21 @@ class TrainSettings:
     device: str = "cpu"
     cache_dir: str | None = None
     # fasttext
-    fasttext: dict = field(default_factory=lambda: {
-        "lr": 0.5, "epoch": 10, "dim": 32, "wordNgrams": 2, "minCount": 2, "bucket": 200_000,
-    })
+    fasttext: dict = field(
+        default_factory=lambda: {
+            "lr": 0.5,
+            "epoch": 10,
+            "dim": 32,
+            "wordNgrams": 2,
+            "minCount": 2,
+            "bucket": 200_000,
+        }
+    )
     balance: str = "oversample"  # "oversample" | "none"
 
 
 # ---- embed backbone ----------------------------------------------------------------------------------------
+
 
 def learning_rate_at(step: int, total_steps: int, peak: float) -> float:
     """Linear decay to zero (the transformers Trainer default FineWeb-Edu trained with)."""
@@ -122,6 +136,7 @@ def embed_labels(labels: LabelSet, s: TrainSettings) -> np.ndarray:
 
 # ---- fasttext backbone -------------------------------------------------------------------------------------
 
+
 def balanced_rows(y: np.ndarray, s: TrainSettings) -> np.ndarray:
     """Row indices with every class repeated up to the largest class's count (so the rare 3–5 are heard)."""
     rng = np.random.default_rng(s.seed)
@@ -144,14 +159,18 @@ def fit_fasttext(texts: list[str], y: np.ndarray, s: TrainSettings) -> FastTextS
             for i in balanced_rows(y, s):
                 f.write(f"__label__{y[i]} {fasttext_line(texts[i])}\n")
         arguments = json.dumps({**s.fasttext, "seed": s.seed})
-        done = subprocess.run([sys.executable, "-m", "winnow.classifiers.fasttext_fit", path, model_path, arguments],
-                              capture_output=True, text=True)  # the installed package is importable from any folder
+        done = subprocess.run(
+            [sys.executable, "-m", "winnow.classifiers.fasttext_fit", path, model_path, arguments],
+            capture_output=True,
+            text=True,
+        )  # the installed package is importable from any folder
         if done.returncode != 0:
             raise RuntimeError(f"fastText training failed: {done.stderr.strip()[-2000:]}")
         return FastTextScorer.load(model_path)
 
 
 # ---- both ----------------------------------------------------------------------------------------------------
+
 
 def out_of_fold(n_rows: int, y: np.ndarray, s: TrainSettings, fit_and_score) -> np.ndarray:
     """Raw scores for every training row from a model that did not see it (k-fold)."""
@@ -185,9 +204,11 @@ def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
         head, _ = fit_head(x, y, s, best_epoch)
         model_parts = {"head": head}
     elif s.backbone == "fasttext":
+
         def fit_and_score(rows, held):
             return fit_fasttext([labels.texts[i] for i in rows], y[rows], s).expected_score(
-                [labels.texts[i] for i in held])
+                [labels.texts[i] for i in held]
+            )
 
         raw = out_of_fold(len(y), y, s, fit_and_score) if s.calibrate else None
         model_parts = {"fasttext": fit_fasttext(labels.texts, y, s)}
@@ -199,8 +220,13 @@ def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
         "encoder": s.encoder if s.backbone == "embed" else None,
         "max_tokens": s.max_tokens if s.backbone == "embed" else None,
         "hyperparameters": record["settings"],
-        "training_data": {"source": labels.source, "rows": len(labels), "sha256": labels.fingerprint(),
-                          "histogram": labels.histogram(), "skipped": dict(labels.skipped)},
+        "training_data": {
+            "source": labels.source,
+            "rows": len(labels),
+            "sha256": labels.fingerprint(),
+            "histogram": labels.histogram(),
+            "skipped": dict(labels.skipped),
+        },
     }
     record["train_seconds"] = time.perf_counter() - started[0]
     record["train_cpu_seconds"] = cpu_seconds() - started[1]

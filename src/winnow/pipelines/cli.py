@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from winnow import __version__
 from winnow.errors import WinnowError
@@ -47,17 +47,25 @@ COMMANDS = {
     "demo": Command("winnow.pipelines.recipe", "the whole recipe end to end: " + " → ".join(registry.names()), True),
     "status": Command("winnow.pipelines.status", "per stage: tasks done, running, failed", True),
     "evaluate": Command("winnow.pipelines.tools.evaluate", "evaluate any causal LM on the benchmarks", False),
-    "eval-extract": Command("winnow.pipelines.tools.eval_extract",
-                            "score extractors against trafilatura's ground truth", False),
+    "eval-extract": Command(
+        "winnow.pipelines.tools.eval_extract", "score extractors against trafilatura's ground truth", False
+    ),
 }
 COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "status": _status_arguments, "demo": _demo_arguments}
+    "status": _status_arguments,
+    "demo": _demo_arguments,
+}
 
 
 def _config_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("-c", "--config", required=required, help="the run's YAML config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set executor.tasks=4")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set executor.tasks=4",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,5 +53,7 @@ def print_accounting(run_dir: Path) -> None:
         if "read" not in summary:
             continue
         check_invariant(summary)
-        print(f"{str(path.parent.relative_to(run_dir)):<28}{summary['read']:>8}{summary['kept']:>8}"
-              f"{total(summary.get('removed', {})):>9}{total(summary.get('failed', {})):>8}")
+        print(
+            f"{str(path.parent.relative_to(run_dir)):<28}{summary['read']:>8}{summary['kept']:>8}"
+            f"{total(summary.get('removed', {})):>9}{total(summary.get('failed', {})):>8}"
+        )

@@ -104,8 +104,10 @@ def check_old_folders(output_dir: str | Path) -> None:
     for stage in STAGES.values():
         for old in stage.old_folders:
             if (Path(output_dir) / old).is_dir() and not stage.folder(output_dir).exists():
-                raise ConfigError(f"{Path(output_dir) / old} is the {stage.name} stage's output under its old name: "
-                                  f"rename it to {stage.folder(output_dir)} (mv) and run again")
+                raise ConfigError(
+                    f"{Path(output_dir) / old} is the {stage.name} stage's output under its old name: "
+                    f"rename it to {stage.folder(output_dir)} (mv) and run again"
+                )
 
 
 def upstream_folders(name: str) -> list[str]:
@@ -115,52 +117,85 @@ def upstream_folders(name: str) -> list[str]:
 
 
 # ---- winnow's stages, in the order they feed each other -------------------------------------------------------
-register(Stage(
-    "base", "winnow.pipelines.stages.base",
-    "WARC/JSONL/Parquet → extracted, filtered documents (FineWeb base)",
-    check_inputs=True, documents=True,
-))
-register(Stage(
-    "dedup", "winnow.pipelines.stages.dedup",
-    "exact + MinHash deduplication of base/",
-    documents=True,
-))
-register(Stage(
-    "annotate", "winnow.pipelines.stages.annotate",
-    "LLM educational-value annotation of a sample",
-    old_folders=("annotations",),
-))
-register(Stage(
-    "classifier", "winnow.pipelines.stages.classifier",
-    "train and evaluate the educational-quality classifier",
-    done_file="eval.json", aliases=("train-classifier",),
-))
-register(Stage(
-    "score", "winnow.pipelines.stages.score",
-    "score every document with the classifier (score, int_score columns)",
-    config_required=False, documents=True, old_folders=("scored",),
-    arguments=(
-        Arg(("--classifier",), {"help": "a saved classifier folder (default: <output_dir>/classifier)"}),
-        Arg(("--input",), {"nargs": "+", "help": "JSONL/Parquet files or globs to score instead of the run's"}),
-        Arg(("--output",), {"help": "folder for the scored documents (with --input)"}),
-    ),
-))
-register(Stage(
-    "subsets", "winnow.pipelines.stages.subsets",
-    "threshold subsets (edu-2, edu-3, ...) from the scores",
-    documents=True,
-))
-register(Stage(
-    "ablate", "winnow.pipelines.stages.ablate",
-    "tokenize → train → evaluate a proxy LM per ablation",
-    old_folders=("ablations",),
-    arguments=(
-        Arg(("--only-tokenize",), {"action": "store_true", "help": "tokenize and write each run's train.json, "
-                                   "then stop (train them with torchrun/sbatch)"}),
-    ),
-))
-register(Stage(
-    "report", "winnow.pipelines.stages.report",
-    "the run's report: funnel, dedup, classifier, ablations (report/index.html)",
-    done_file="index.html",
-))
+register(
+    Stage(
+        "base",
+        "winnow.pipelines.stages.base",
+        "WARC/JSONL/Parquet → extracted, filtered documents (FineWeb base)",
+        check_inputs=True,
+        documents=True,
+    )
+)
+register(
+    Stage(
+        "dedup",
+        "winnow.pipelines.stages.dedup",
+        "exact + MinHash deduplication of base/",
+        documents=True,
+    )
+)
+register(
+    Stage(
+        "annotate",
+        "winnow.pipelines.stages.annotate",
+        "LLM educational-value annotation of a sample",
+        old_folders=("annotations",),
+    )
+)
+register(
+    Stage(
+        "classifier",
+        "winnow.pipelines.stages.classifier",
+        "train and evaluate the educational-quality classifier",
+        done_file="eval.json",
+        aliases=("train-classifier",),
+    )
+)
+register(
+    Stage(
+        "score",
+        "winnow.pipelines.stages.score",
+        "score every document with the classifier (score, int_score columns)",
+        config_required=False,
+        documents=True,
+        old_folders=("scored",),
+        arguments=(
+            Arg(("--classifier",), {"help": "a saved classifier folder (default: <output_dir>/classifier)"}),
+            Arg(("--input",), {"nargs": "+", "help": "JSONL/Parquet files or globs to score instead of the run's"}),
+            Arg(("--output",), {"help": "folder for the scored documents (with --input)"}),
+        ),
+    )
+)
+register(
+    Stage(
+        "subsets",
+        "winnow.pipelines.stages.subsets",
+        "threshold subsets (edu-2, edu-3, ...) from the scores",
+        documents=True,
+    )
+)
+register(
+    Stage(
+        "ablate",
+        "winnow.pipelines.stages.ablate",
+        "tokenize → train → evaluate a proxy LM per ablation",
+        old_folders=("ablations",),
+        arguments=(
+            Arg(
+                ("--only-tokenize",),
+                {
+                    "action": "store_true",
+                    "help": "tokenize and write each run's train.json, then stop (train them with torchrun/sbatch)",
+                },
+            ),
+        ),
+    )
+)
+register(
+    Stage(
+        "report",
+        "winnow.pipelines.stages.report",
+        "the run's report: funnel, dedup, classifier, ablations (report/index.html)",
+        done_file="index.html",
+    )
+)

@@ -17,8 +17,16 @@ from pathlib import Path
 from winnow.errors import StageFailed
 from winnow.pipelines import registry
 from winnow.pipelines.config import RunConfig
-from winnow.pipelines.execution.queue import (FINALIZE, JOBS_FILE, active_jobs, job_tasks, read_jobs, record_job_ids,
-                                              stage_finished)
+from winnow.pipelines.execution.queue import (
+    FINALIZE,
+    JOBS_FILE,
+    active_jobs,
+    job_tasks,
+    read_jobs,
+    record_job_ids,
+    stage_finished,
+)
+
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
 TAIL_LINES = 12  # of the task's log
@@ -111,10 +119,13 @@ def _steps(stage_dir: Path, record: dict | None) -> list[dict]:
             steps.append({"name": FINALIZE, "tasks": 1, "job_id": record.get("final_job")})
         return steps
     logs = stage_dir / "logs"
-    folders = sorted((p for p in logs.glob("*/executor.json")), key=lambda p: p.stat().st_mtime) \
-        if logs.is_dir() else []
-    return [{"name": p.parent.name, "tasks": json.loads(p.read_text()).get("world_size", 1), "job_id": None,
-             "local": True} for p in folders]
+    folders = (
+        sorted((p for p in logs.glob("*/executor.json")), key=lambda p: p.stat().st_mtime) if logs.is_dir() else []
+    )
+    return [
+        {"name": p.parent.name, "tasks": json.loads(p.read_text()).get("world_size", 1), "job_id": None, "local": True}
+        for p in folders
+    ]
 
 
 def _step_state(log_dir: Path, step: dict) -> tuple[Counter, list[str]]:

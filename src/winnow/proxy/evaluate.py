@@ -55,20 +55,21 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 
 
 @torch.no_grad()
-def score_tokens(model, sequences: list[tuple[list[int], list[int]]], batch_size: int = 16,
-                 progress=None) -> list[tuple[float, bool]]:
+def score_tokens(
+    model, sequences: list[tuple[list[int], list[int]]], batch_size: int = 16, progress=None
+) -> list[tuple[float, bool]]:
     """For each (context ids, continuation ids): (sum of log P(continuation), all tokens greedy?)."""
     limit = max_length(model)
     device = next(model.parameters()).device
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     prepared = []
     for context, continuation in sequences:
-        full = (context + continuation)[-(limit + 1):]
-        prepared.append((full[:-1], full[-len(continuation):]))
+        full = (context + continuation)[-(limit + 1) :]
+        prepared.append((full[:-1], full[-len(continuation) :]))
     order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i][0]))  # longest first, like lm-eval
     results: list[tuple[float, bool]] = [(0.0, False)] * len(prepared)
     for start in range(0, len(order), batch_size):
-        batch = order[start: start + batch_size]
+        batch = order[start : start + batch_size]
         width = max(len(prepared[i][0]) for i in batch)
         ids = torch.zeros(len(batch), width, dtype=torch.long)
         mask = torch.zeros(len(batch), width, dtype=torch.long)
@@ -92,7 +93,7 @@ def score_tokens(model, sequences: list[tuple[list[int], list[int]]], batch_size
         picked = logprobs.gather(1, targets_t[:, None]).squeeze(1)
         greedy = logprobs.argmax(dim=-1) == targets_t
         for (offset, n), i in zip(spans, batch):
-            results[i] = (picked[offset: offset + n].sum().item(), bool(greedy[offset: offset + n].all()))
+            results[i] = (picked[offset : offset + n].sum().item(), bool(greedy[offset : offset + n].all()))
         if progress is not None:
             progress.update(len(batch))
     return results
@@ -110,12 +111,17 @@ def evaluate_items(model, tokenizer, name: str, items: list, batch_size: int = 1
         acc = sum(correct) / len(correct)
         logprob = sum(s for s, _ in scores)
         n_tokens = sum(len(x) for _, x in encoded)
-        return {"acc": acc, "acc_norm": acc, "n": len(items), "stderr": _stderr(acc, len(items)),
-                "perplexity": math.exp(-logprob / n_tokens)}
+        return {
+            "acc": acc,
+            "acc_norm": acc,
+            "n": len(items),
+            "stderr": _stderr(acc, len(items)),
+            "perplexity": math.exp(-logprob / n_tokens),
+        }
     acc, acc_norm, start = 0, 0, 0
     for item in items:
         k = len(item.requests)
-        logliks = [s for s, _ in scores[start: start + k]]
+        logliks = [s for s, _ in scores[start : start + k]]
         lengths = [len(continuation) for _, continuation in item.requests]
         start += k
         acc += _argmax(logliks) == item.gold
@@ -143,8 +149,10 @@ def _perplexity(model, tokenizer, articles: list[str], progress=None) -> dict:
         full = [prefix] + ids
         # window k scores ids[start:start+window]; its context is what precedes them (score_tokens keeps
         # only the last `window` inputs, so each window sees one token of the previous one, as in lm-eval)
-        pieces = [(full[max(0, start + 1 - window): start + 1], ids[start: start + window])
-                  for start in range(0, len(ids), window)]
+        pieces = [
+            (full[max(0, start + 1 - window) : start + 1], ids[start : start + window])
+            for start in range(0, len(ids), window)
+        ]
         for score, _ in score_tokens(model, pieces, batch_size=1):
             logprob += score
         n_tokens += len(ids)
@@ -152,13 +160,27 @@ def _perplexity(model, tokenizer, articles: list[str], progress=None) -> dict:
         n_bytes += len(text.encode("utf-8"))
         if progress is not None:
             progress.update(1)
-    return {"acc": None, "acc_norm": None, "n": len(articles), "token_perplexity": math.exp(-logprob / n_tokens),
-            "word_perplexity": math.exp(-logprob / n_words), "bits_per_byte": -logprob / n_bytes / math.log(2)}
+    return {
+        "acc": None,
+        "acc_norm": None,
+        "n": len(articles),
+        "token_perplexity": math.exp(-logprob / n_tokens),
+        "word_perplexity": math.exp(-logprob / n_words),
+        "bits_per_byte": -logprob / n_bytes / math.log(2),
+    }
 
 
-def evaluate(model, tokenizer, tasks: list[str], limit: int | None = None, seed: int = 1234,
-             batch_size: int = 16, benchmarks_dir: str | Path | None = None, show_progress: bool = True,
-             wikitext_articles: int | None = -1) -> dict:
+def evaluate(
+    model,
+    tokenizer,
+    tasks: list[str],
+    limit: int | None = None,
+    seed: int = 1234,
+    batch_size: int = 16,
+    benchmarks_dir: str | Path | None = None,
+    show_progress: bool = True,
+    wikitext_articles: int | None = -1,
+) -> dict:
     """{task: {"acc", "acc_norm", "n", ...}} on `limit` items per task drawn with `seed`
     (WikiText: `wikitext_articles` articles; -1 = the same `limit`)."""
     from tqdm import tqdm

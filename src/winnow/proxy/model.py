@@ -29,7 +29,7 @@ class LlamaProxyConfig:
     tokenizer: str = "gpt2"  # "gpt2" (the GPT-2 BPE) or "corpus" (a small BPE trained on the ablation data)
     corpus_vocab_size: int = 8192  # vocabulary of the corpus BPE, when tokenizer == "corpus"
 
-    def with_vocab(self, vocab_size: int) -> "LlamaProxyConfig":
+    def with_vocab(self, vocab_size: int) -> LlamaProxyConfig:
         return replace(self, vocab_size=vocab_size)
 
     def to_dict(self) -> dict:
@@ -76,8 +76,12 @@ def llama_config(cfg: LlamaProxyConfig, eos_token_id: int | None = None) -> Llam
     )
 
 
-def build_model(cfg: LlamaProxyConfig, eos_token_id: int | None = None, device: str | torch.device = "cpu",
-                attn_implementation: str = "sdpa") -> LlamaForCausalLM:
+def build_model(
+    cfg: LlamaProxyConfig,
+    eos_token_id: int | None = None,
+    device: str | torch.device = "cpu",
+    attn_implementation: str = "sdpa",
+) -> LlamaForCausalLM:
     """A freshly initialised LlamaForCausalLM of the preset's shape (call torch.manual_seed first)."""
     with torch.device(device):
         model = LlamaForCausalLM._from_config(

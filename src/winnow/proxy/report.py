@@ -29,11 +29,16 @@ def collect(ablations_dir: Path, names: list[str]) -> dict:
         seeds = {}
         for seed, run in summary["runs"].items():
             metrics_path = folder / f"seed-{seed}" / "metrics.jsonl"
-            metrics = ([json.loads(line) for line in metrics_path.read_text().splitlines()]
-                       if metrics_path.exists() else [])
+            metrics = (
+                [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+            )
             seeds[seed] = {**run, "metrics": metrics}
-        found[name] = {"tokens": summary["tokens"], "documents": summary["documents"], "data": summary["data"],
-                       "seeds": seeds}
+        found[name] = {
+            "tokens": summary["tokens"],
+            "documents": summary["documents"],
+            "data": summary["data"],
+            "seeds": seeds,
+        }
     return found
 
 
@@ -48,17 +53,26 @@ def benchmark_rows(ablations: dict, tasks: list[str]) -> list[dict]:
     for name, a in ablations.items():
         per_task = {}
         for task in tasks:
-            values = [s["eval"][task]["acc_norm"] for s in a["seeds"].values()
-                      if task in s["eval"] and s["eval"][task].get("acc_norm") is not None]
+            values = [
+                s["eval"][task]["acc_norm"]
+                for s in a["seeds"].values()
+                if task in s["eval"] and s["eval"][task].get("acc_norm") is not None
+            ]
             if values:
                 per_task[task] = mean_and_band(values)
         averages = [average_acc_norm({t: s["eval"][t] for t in tasks if t in s["eval"]}) for s in a["seeds"].values()]
         averages = [v for v in averages if v is not None]
         losses = [s["final_val_loss"] for s in a["seeds"].values() if s["final_val_loss"] is not None]
         ppl = [s["eval"]["wikitext"]["word_perplexity"] for s in a["seeds"].values() if "wikitext" in s["eval"]]
-        rows.append({"name": name, "tasks": per_task, "average": mean_and_band(averages) if averages else None,
-                     "val_loss": mean_and_band(losses) if losses else None,
-                     "wikitext_word_ppl": mean_and_band(ppl) if ppl else None})
+        rows.append(
+            {
+                "name": name,
+                "tasks": per_task,
+                "average": mean_and_band(averages) if averages else None,
+                "val_loss": mean_and_band(losses) if losses else None,
+                "wikitext_word_ppl": mean_and_band(ppl) if ppl else None,
+            }
+        )
     rows.sort(key=lambda r: -(r["average"][0] if r["average"] else -1))
     return rows
 
@@ -90,12 +104,25 @@ def plot_loss_curves(ablations: dict, path: Path) -> None:
                 if not m:
                     continue
                 style = "-" if j == 0 else "--"
-                ax.plot([r["tokens"] for r in m], [r["loss"] for r in m], style, color=colour, alpha=0.5,
-                        linewidth=1, label=f"{name} seed {seed} (train)")
+                ax.plot(
+                    [r["tokens"] for r in m],
+                    [r["loss"] for r in m],
+                    style,
+                    color=colour,
+                    alpha=0.5,
+                    linewidth=1,
+                    label=f"{name} seed {seed} (train)",
+                )
                 val = [(r["tokens"], r["val_loss"]) for r in m if "val_loss" in r]
                 if val:
-                    ax.plot(*zip(*val, strict=True), style, marker="o", color=colour, linewidth=2,
-                            label=f"{name} seed {seed} (val)")
+                    ax.plot(
+                        *zip(*val, strict=True),
+                        style,
+                        marker="o",
+                        color=colour,
+                        linewidth=2,
+                        label=f"{name} seed {seed} (val)",
+                    )
         ax.set_xlabel("training tokens")
         ax.set_ylabel("loss (nats/token)")
         ax.set_title("Proxy-model loss per ablation")
@@ -117,40 +144,74 @@ def markdown(ablations: dict, tasks: list[str], config_yaml: str, plot_name: str
     out += ["## Data", "", "| ablation | source | documents | tokens |", "|---|---|---:|---:|"]
     for name, a in ablations.items():
         out.append(f"| {name} | `{a['data']}` | {a['documents']:,} | {a['tokens']:,} |")
-    out += ["", "## Loss", "", f"![loss curves]({plot_name})", "",
-            "Validation loss is measured on each ablation's own held-out tokens (the last 5 % of its stream), so it",
-            "compares seeds and training progress, not datasets; WikiText-2 perplexity is the shared held-out text.",
-            "",
-            "| ablation | final validation loss (mean ± half-spread over seeds) | per seed "
-            "| WikiText-2 word perplexity |",
-            "|---|---:|---|---:|"]
+    out += [
+        "",
+        "## Loss",
+        "",
+        f"![loss curves]({plot_name})",
+        "",
+        "Validation loss is measured on each ablation's own held-out tokens (the last 5 % of its stream), so it",
+        "compares seeds and training progress, not datasets; WikiText-2 perplexity is the shared held-out text.",
+        "",
+        "| ablation | final validation loss (mean ± half-spread over seeds) | per seed | WikiText-2 word perplexity |",
+        "|---|---:|---|---:|",
+    ]
     for row in rows:
         a = ablations[row["name"]]
         per_seed = ", ".join(f"{s}: {r['final_val_loss']:.4f}" for s, r in sorted(a["seeds"].items()))
         loss = f"{row['val_loss'][0]:.4f} ± {row['val_loss'][1]:.4f}" if row["val_loss"] else "–"
         ppl = f"{row['wikitext_word_ppl'][0]:,.0f}" if row["wikitext_word_ppl"] else "–"
         out.append(f"| {row['name']} | {loss} | {per_seed} | {ppl} |")
-    out += ["", "## Benchmarks (acc_norm %, zero-shot; LAMBADA: greedy accuracy)", "",
-            "| ablation | " + " | ".join(mc_tasks) + " | average |", "|---|" + "---:|" * (len(mc_tasks) + 1)]
+    out += [
+        "",
+        "## Benchmarks (acc_norm %, zero-shot; LAMBADA: greedy accuracy)",
+        "",
+        "| ablation | " + " | ".join(mc_tasks) + " | average |",
+        "|---|" + "---:|" * (len(mc_tasks) + 1),
+    ]
     for row in rows:
         cells = [_pct(row["tasks"].get(t)) for t in mc_tasks]
         out.append(f"| {row['name']} | " + " | ".join(cells) + f" | **{_pct(row['average'])}** |")
-    n_items = {t: next((s["eval"][t]["n"] for a in ablations.values() for s in a["seeds"].values()
-                        if t in s["eval"]), 0) for t in mc_tasks}
-    out += ["", "Items per task: " + ", ".join(f"{t} {n}" for t, n in n_items.items()) + ".",
-            "", "## Ranking (average acc_norm; ± = half the spread between seeds)", ""]
+    n_items = {
+        t: next((s["eval"][t]["n"] for a in ablations.values() for s in a["seeds"].values() if t in s["eval"]), 0)
+        for t in mc_tasks
+    }
+    out += [
+        "",
+        "Items per task: " + ", ".join(f"{t} {n}" for t, n in n_items.items()) + ".",
+        "",
+        "## Ranking (average acc_norm; ± = half the spread between seeds)",
+        "",
+    ]
     out += ranking_lines(rows)
-    errors = [s["eval"][t]["stderr"] for a in ablations.values() for s in a["seeds"].values() for t in mc_tasks
-              if t in s["eval"] and s["eval"][t].get("stderr") is not None]
+    errors = [
+        s["eval"][t]["stderr"]
+        for a in ablations.values()
+        for s in a["seeds"].values()
+        for t in mc_tasks
+        if t in s["eval"] and s["eval"][t].get("stderr") is not None
+    ]
     if errors and mc_tasks:
         # standard error of an average over k tasks: sqrt(mean of the per-task variances / k)
         se_average = (sum(e * e for e in errors) / len(errors) / len(mc_tasks)) ** 0.5
-        out += ["", "Besides the seeds, the benchmark sample itself is noisy: with these item counts the average has a",
-                f"binomial standard error of about ±{100 * se_average:.1f} points (the same items are used for every",
-                "ablation, so this error is shared; it bounds how far the numbers generalise to the full benchmarks)."]
-    out += ["", "With a small proxy and a short budget most benchmarks sit near chance: trust a ranking only when the",
-            "gap is larger than both the seed noise and the benchmark's standard error.", "",
-            "## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
+        out += [
+            "",
+            "Besides the seeds, the benchmark sample itself is noisy: with these item counts the average has a",
+            f"binomial standard error of about ±{100 * se_average:.1f} points (the same items are used for every",
+            "ablation, so this error is shared; it bounds how far the numbers generalise to the full benchmarks).",
+        ]
+    out += [
+        "",
+        "With a small proxy and a short budget most benchmarks sit near chance: trust a ranking only when the",
+        "gap is larger than both the seed noise and the benchmark's standard error.",
+        "",
+        "## Configuration",
+        "",
+        "```yaml",
+        config_yaml.rstrip(),
+        "```",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -189,12 +250,16 @@ def html_page(markdown_text: str, png_path: Path) -> str:
             body.append(f"<p>{_inline(line)}</p>")
     if in_table:
         body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:right}td:first-child,th:first-child{text-align:left}pre{background:#f6f6f6;padding:1em}"
-             "img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title><style>{style}"
-            f"</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:right}td:first-child,th:first-child{text-align:left}pre{background:#f6f6f6;padding:1em}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title><style>{style}"
+        f"</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def _inline(text: str) -> str:

@@ -31,9 +31,10 @@ import io
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
 
 @dataclass
 class Item:
@@ -55,7 +56,7 @@ def load_task(name: str, benchmarks_dir: str | Path | None = None) -> list:
     return _load(name, root.resolve())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name: str, root: Path) -> list:
     return REGISTRY[name].load(root)
 
@@ -69,6 +70,7 @@ def sample(items: list, limit: int | None, seed: int) -> list:
 
 
 # ---- readers, one per native format --------------------------------------------------------------------
+
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -146,7 +148,7 @@ def _hellaswag(root: Path) -> list[Item]:
     items = []
     for i in range(0, len(lines) - 5, 6):  # 6 lines per item: context, gold, 4 endings
         context = _hellaswag_clean(lines[i])
-        endings = [_hellaswag_clean(e) for e in lines[i + 2: i + 6]]
+        endings = [_hellaswag_clean(e) for e in lines[i + 2 : i + 6]]
         items.append(Item([(context, f" {e}") for e in endings], int(lines[i + 1])))
     return items
 
@@ -168,8 +170,20 @@ def _mmlu(root: Path) -> list[Item]:
 
 def _wikitext_detokenize(text: str) -> str:
     """Undo WikiText's tokenisation (' @-@ ', ' , ', '( x )'), as lm-eval does before scoring."""
-    for a, b in ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" : ", ": "), (" ; ", "; "), (" . ", ". "),
-                 (" ! ", "! "), (" ? ", "? "), (" , ", ", "), ("= = = =", "===="), ("= = =", "==="), ("= =", "==")):
+    for a, b in (
+        (" @-@ ", "-"),
+        (" @,@ ", ","),
+        (" @.@ ", "."),
+        (" : ", ": "),
+        (" ; ", "; "),
+        (" . ", ". "),
+        (" ! ", "! "),
+        (" ? ", "? "),
+        (" , ", ", "),
+        ("= = = =", "===="),
+        ("= = =", "==="),
+        ("= =", "=="),
+    ):
         text = text.replace(a, b)
     text = re.sub(r"\(\s*([^\)]*?)\s*\)", r"(\1)", text)
     text = re.sub(r"\[\s*([^\]]*?)\s*\]", r"[\1]", text)
@@ -202,18 +216,21 @@ class Task:
 
 # The task registry: the only list of benchmark names. Config defaults and validation (ablate.tasks), the CLI's
 # `winnow evaluate --tasks` default and the evaluator read it. Adding a task: a loader above and one line here.
-REGISTRY: dict[str, Task] = {t.name: t for t in [
-    Task("arc_easy", lambda root: _arc(root, "arc_easy"), "multiple_choice"),
-    Task("arc_challenge", lambda root: _arc(root, "arc_challenge"), "multiple_choice"),
-    Task("hellaswag", _hellaswag, "multiple_choice"),
-    Task("piqa", _piqa, "multiple_choice"),
-    Task("siqa", _siqa, "multiple_choice"),
-    Task("openbookqa", _openbookqa, "multiple_choice"),
-    Task("winogrande", _winogrande, "multiple_choice"),
-    Task("commonsense_qa", _commonsense_qa, "multiple_choice"),
-    Task("mmlu", _mmlu, "multiple_choice"),
-    Task("lambada", _lambada, "greedy_last_word"),
-    Task("wikitext", _wikitext, "perplexity"),
-]}
+REGISTRY: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("arc_easy", lambda root: _arc(root, "arc_easy"), "multiple_choice"),
+        Task("arc_challenge", lambda root: _arc(root, "arc_challenge"), "multiple_choice"),
+        Task("hellaswag", _hellaswag, "multiple_choice"),
+        Task("piqa", _piqa, "multiple_choice"),
+        Task("siqa", _siqa, "multiple_choice"),
+        Task("openbookqa", _openbookqa, "multiple_choice"),
+        Task("winogrande", _winogrande, "multiple_choice"),
+        Task("commonsense_qa", _commonsense_qa, "multiple_choice"),
+        Task("mmlu", _mmlu, "multiple_choice"),
+        Task("lambada", _lambada, "greedy_last_word"),
+        Task("wikitext", _wikitext, "perplexity"),
+    ]
+}
 TASKS = list(REGISTRY)
 MULTIPLE_CHOICE = [name for name, task in REGISTRY.items() if task.kind == "multiple_choice"]

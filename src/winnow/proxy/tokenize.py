@@ -51,7 +51,9 @@ def train_corpus_bpe(texts: Iterable[str], vocab_size: int, dest: str | os.PathL
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
@@ -81,6 +83,7 @@ def hf_tokenizer(path: str | os.PathLike):
 
 # ---- reading an ablation's documents -------------------------------------------------------------------
 
+
 def source_reader(source: str, text_key: str = "text", limit: int = -1):
     """A datatrove reader for a subset folder (its top-level *.parquet) or a JSONL/Parquet file or glob."""
     from datatrove.pipeline.readers import JsonlReader, ParquetReader
@@ -90,8 +93,7 @@ def source_reader(source: str, text_key: str = "text", limit: int = -1):
     else:
         folder, pattern = _split_glob(source)
     kind = ParquetReader if pattern.endswith(".parquet") else JsonlReader
-    return kind(folder, glob_pattern=pattern, recursive=False, text_key=text_key, limit=limit,
-                shuffle_files=False)
+    return kind(folder, glob_pattern=pattern, recursive=False, text_key=text_key, limit=limit, shuffle_files=False)
 
 
 def source_files(source: str) -> list[str]:
@@ -119,8 +121,10 @@ def sample_texts(sources: list[str], docs_per_source: int, text_key: str = "text
 
 # ---- the datatrove step and its output -------------------------------------------------------------
 
-def tokenize_pipeline(source: str, tokens_dir: str | os.PathLike, tokenizer_path: str | os.PathLike,
-                      seed: int, text_key: str = "text") -> list:
+
+def tokenize_pipeline(
+    source: str, tokens_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, seed: int, text_key: str = "text"
+) -> list:
     """reader → DocumentTokenizer: EOS after every document, documents shuffled with `seed`."""
     from datatrove.pipeline.tokens import DocumentTokenizer
 

@@ -82,7 +82,7 @@ def batch_offsets(seed: int, step: int, n_sequences: int, n_tokens: int, context
 
 
 def windows(tokens: np.ndarray, offsets: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x = np.stack([tokens[o: o + context + 1].astype(np.int64) for o in offsets])
+    x = np.stack([tokens[o : o + context + 1].astype(np.int64) for o in offsets])
     x = torch.from_numpy(x)
     return x[:, :-1], x[:, 1:]
 
@@ -135,7 +135,9 @@ def train(cfg: TrainConfig) -> dict:
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=device.startswith("cuda"),
+        lr=cfg.learning_rate,
+        betas=(cfg.beta1, cfg.beta2),
+        fused=device.startswith("cuda"),
     )
     raw_model = model
     if ddp:
@@ -167,8 +169,9 @@ def train(cfg: TrainConfig) -> dict:
 
     # ---- loop
     params = count_parameters(raw_model)
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (master and cfg.progress), unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps, initial=start_step, disable=not (master and cfg.progress), unit="step", dynamic_ncols=True
+    )
     model.train()
     t_last = time.perf_counter()
     for step in range(start_step, total_steps):
@@ -176,12 +179,12 @@ def train(cfg: TrainConfig) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_tokens), context)
-        offsets = offsets[rank * per_rank: (rank + 1) * per_rank]
+        offsets = offsets[rank * per_rank : (rank + 1) * per_rank]
         loss_sum = 0.0
         for m in range(accumulation):
-            x, y = windows(train_tokens, offsets[m * micro: (m + 1) * micro], context)
+            x, y = windows(train_tokens, offsets[m * micro : (m + 1) * micro], context)
             sync = not ddp or m == accumulation - 1
-            with (nullcontext() if sync else model.no_sync()), autocast:
+            with nullcontext() if sync else model.no_sync(), autocast:
                 loss = _loss(model, x.to(device), y.to(device)) / accumulation
             loss.backward()
             loss_sum += loss.item()
@@ -197,8 +200,13 @@ def train(cfg: TrainConfig) -> dict:
         tokens_per_s = cfg.batch_size * context / max(now - t_last, 1e-9)
         t_last = now
         done = step + 1
-        record = {"step": done, "tokens": done * cfg.batch_size * context, "loss": round(loss_sum, 6),
-                  "lr": lr, "tokens_per_s": round(tokens_per_s, 1)}
+        record = {
+            "step": done,
+            "tokens": done * cfg.batch_size * context,
+            "loss": round(loss_sum, 6),
+            "lr": lr,
+            "tokens_per_s": round(tokens_per_s, 1),
+        }
         if done % cfg.eval_every == 0 or done == total_steps:
             record["val_loss"] = round(val_loss(), 6)
         if master:
@@ -218,10 +226,17 @@ def train(cfg: TrainConfig) -> dict:
         records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
         vals = [r["val_loss"] for r in records if "val_loss" in r]
         summary = {
-            "steps": total_steps, "tokens_trained": total_steps * cfg.batch_size * context,
-            "final_loss": records[-1]["loss"] if records else None, "final_val_loss": vals[-1] if vals else None,
-            "parameters": params, "model": mcfg.to_dict(), "train": asdict(cfg), "world_size": world,
-            "device": device, "tokens_in_dataset": int(len(tokens)), "val_tokens": int(n_val),
+            "steps": total_steps,
+            "tokens_trained": total_steps * cfg.batch_size * context,
+            "final_loss": records[-1]["loss"] if records else None,
+            "final_val_loss": vals[-1] if vals else None,
+            "parameters": params,
+            "model": mcfg.to_dict(),
+            "train": asdict(cfg),
+            "world_size": world,
+            "device": device,
+            "tokens_in_dataset": int(len(tokens)),
+            "val_tokens": int(n_val),
         }
         (out / "final.json").write_text(json.dumps(summary, indent=2))
     if ddp:
@@ -237,8 +252,9 @@ def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
     with atomic_path(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "config": asdict(cfg)}, tmp)
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": asdict(cfg)}, tmp
+        )
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

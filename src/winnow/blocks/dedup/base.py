@@ -11,7 +11,7 @@ smallest id; documents without a dump come last — so who survives never depend
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from datatrove.io import get_datafolder
 
@@ -95,8 +95,15 @@ def write_decisions(folder, ranks: Iterable[int], decisions: dict[int, list[tupl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("index", pa.uint32()), ("reason", pa.string()), ("kept_id", pa.string()),
-                        ("cluster_id", pa.int64()), ("cluster_size", pa.int64())])
+    schema = pa.schema(
+        [
+            ("index", pa.uint32()),
+            ("reason", pa.string()),
+            ("kept_id", pa.string()),
+            ("cluster_id", pa.int64()),
+            ("cluster_size", pa.int64()),
+        ]
+    )
     folder = get_datafolder(folder)
     for rank in ranks:
         rows = decisions.get(rank, [])

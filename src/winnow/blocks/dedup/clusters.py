@@ -16,8 +16,8 @@ grows with the duplicates, not with the corpus) and writes `clusters/<rank>.parq
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from datatrove.data import DocumentsPipeline

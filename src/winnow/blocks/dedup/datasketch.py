@@ -42,8 +42,17 @@ class DatasketchDedup(PipelineStep):
     type = "🫂 - DEDUP"
     name = "🧮 datasketch MinHashLSH dedup"
 
-    def __init__(self, reader, work_folder, tasks: int, config: MinhashConfig | None = None, language: str = "en",
-                 scope: str = "per_dump", exact: bool = True, max_documents: int = 2_000_000):
+    def __init__(
+        self,
+        reader,
+        work_folder,
+        tasks: int,
+        config: MinhashConfig | None = None,
+        language: str = "en",
+        scope: str = "per_dump",
+        exact: bool = True,
+        max_documents: int = 2_000_000,
+    ):
         super().__init__()
         self.reader = reader
         self.work_folder = work_folder
@@ -103,7 +112,8 @@ class DatasketchDedup(PipelineStep):
                     index_lsh = indexes.get(scope)
                     if index_lsh is None:
                         index_lsh = indexes[scope] = MinHashLSH(
-                            num_perm=num_perm, params=(self.config.num_buckets, self.config.hashes_per_bucket))
+                            num_perm=num_perm, params=(self.config.num_buckets, self.config.hashes_per_bucket)
+                        )
                     for other in index_lsh.query(minhash):
                         union_find.union(other, node)
                         self.stat_update("lsh_match")

@@ -15,7 +15,7 @@ wrong documents.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
@@ -91,9 +91,17 @@ class DuplicateFilter(PipelineStep):
 
 
 # The base stage's FineWeb columns, then the dedup's own (removed documents also say why and in favour of what).
-FINEWEB_FIELDS = [("text", "string"), ("id", "string"), ("dump", "string"), ("url", "string"), ("date", "string"),
-                  ("file_path", "string"), ("language", "string"), ("language_score", "float64"),
-                  ("token_count", "int64")]
+FINEWEB_FIELDS = [
+    ("text", "string"),
+    ("id", "string"),
+    ("dump", "string"),
+    ("url", "string"),
+    ("date", "string"),
+    ("file_path", "string"),
+    ("language", "string"),
+    ("language_score", "float64"),
+    ("token_count", "int64"),
+]
 DEDUP_FIELDS = [("minhash_cluster_id", "int64"), ("minhash_cluster_size", "int64")]
 REMOVED_FIELDS = [("filter_reason", "string"), ("duplicate_of", "string")]
 
@@ -127,8 +135,9 @@ class DedupParquetWriter(ParquetWriter):
 
     def __init__(self, output_folder, base_folder: str, removed: bool = False):
         filename = "${filter_reason}/${rank}.parquet" if removed else "${rank}.parquet"
-        super().__init__(output_folder, output_filename=filename, compression="zstd", adapter=flat_row,
-                         max_file_size=-1)
+        super().__init__(
+            output_folder, output_filename=filename, compression="zstd", adapter=flat_row, max_file_size=-1
+        )
         self.base_folder = base_folder
         self.removed = removed
 

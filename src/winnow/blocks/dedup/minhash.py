@@ -39,7 +39,8 @@ _PUNCTUATION_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(set(PUNC
 _MN_CHARS = frozenset(chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Mn")
 _MN_RUNS = regex.compile(r"\p{Mn}+")
 _MN_DISAGREE = _MN_CHARS.symmetric_difference(
-    m.group() for m in regex.finditer(r"\p{Mn}", "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000))
+    m.group()
+    for m in regex.finditer(r"\p{Mn}", "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000))
 )
 
 
@@ -129,7 +130,7 @@ class FastWordSplitter:
     def split_chunks(self, chunks: list[str]) -> list[str]:
         """The words of a normalised text given as its space-separated chunks."""
         if self._special_cases is None:
-            self.tokenizer
+            self.tokenizer  # noqa: B018  (the property loads spaCy and fills _special_cases)
         distinct = set(chunks)
         irregular = {c for c in distinct if not (c.isalpha() and c.isascii()) and c != "0"}
         irregular.update(self._special_cases.intersection(distinct))
@@ -211,8 +212,15 @@ class MinhashSignatures(MinhashDedupSignature):
 
     name = "🎯 MinHash signatures (fast)"
 
-    def __init__(self, output_folder, config: MinhashConfig | None = None, language: str = "en",
-                 scope: str = "per_dump", exact: bool = True, docs_batch: int = 50_000):
+    def __init__(
+        self,
+        output_folder,
+        config: MinhashConfig | None = None,
+        language: str = "en",
+        scope: str = "per_dump",
+        exact: bool = True,
+        docs_batch: int = 50_000,
+    ):
         super().__init__(output_folder, config=config, language=language)
         self.scope = scope
         self.exact = exact
@@ -232,8 +240,12 @@ class MinhashSignatures(MinhashDedupSignature):
             return None
         a, b = self.parameters
         if self.config.hash_config.precision == 32:  # datatrove masks before taking the minimum: keep its formula
-            sig = np.min(np.bitwise_and((shingles.reshape(-1, 1) * a + b) % MERSENNE_PRIME,
-                                        np.uint64(self.config.hash_config.max)), axis=0)
+            sig = np.min(
+                np.bitwise_and(
+                    (shingles.reshape(-1, 1) * a + b) % MERSENNE_PRIME, np.uint64(self.config.hash_config.max)
+                ),
+                axis=0,
+            )
         else:
             sig = minhash_signature(shingles, a, b)
         return sig.reshape(self.config.num_buckets, self.config.hashes_per_bucket)
@@ -249,9 +261,13 @@ class MinhashSignatures(MinhashDedupSignature):
         nb, hpb = self.config.num_buckets, self.config.hashes_per_bucket
         sig_format = f"<{hpb}{self.config.hash_config.struct_format}I"
         with self.track_time():
-            buckets = [self.output_folder.open(f"signatures/bucket_{bi:03d}/{rank:05d}.minhash.sig", mode="wb")
-                       for bi in range(nb)]
-            exact_file = self.output_folder.open(f"exact/bucket_000/{rank:05d}.minhash.sig", mode="wb") if self.exact else None
+            buckets = [
+                self.output_folder.open(f"signatures/bucket_{bi:03d}/{rank:05d}.minhash.sig", mode="wb")
+                for bi in range(nb)
+            ]
+            exact_file = (
+                self.output_folder.open(f"exact/bucket_000/{rank:05d}.minhash.sig", mode="wb") if self.exact else None
+            )
             schema = pa.schema([("id", pa.string()), ("dump", pa.string()), ("exact_key", pa.uint64())])
             docs_out = self.output_folder.open(f"docs/{rank:05d}.parquet", mode="wb")
             docs_writer = pq.ParquetWriter(docs_out, schema)
@@ -299,4 +315,3 @@ class MinhashSignatures(MinhashDedupSignature):
         records.sort(order=list(dtype.names))
         with self.output_folder.open(path, mode="wb") as f:
             f.write(records.tobytes())
-

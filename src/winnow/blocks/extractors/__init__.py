@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from winnow.blocks.extractors.base import AccountedExtractor, CpuTimeout, ExtractionTimeout
 from winnow.blocks.extractors.fast import FastExtractor
@@ -27,5 +27,13 @@ def build_extractor(name: str, timeout: float = 1.0, favour_precision: bool = Tr
     return EXTRACTORS[name](timeout=timeout, favour_precision=favour_precision, **kwargs)
 
 
-__all__ = ["EXTRACTORS", "AccountedExtractor", "CpuTimeout", "ExtractionTimeout", "FastExtractor",
-           "ResiliparseExtractor", "TrafilaturaExtractor", "build_extractor"]
+__all__ = [
+    "EXTRACTORS",
+    "AccountedExtractor",
+    "CpuTimeout",
+    "ExtractionTimeout",
+    "FastExtractor",
+    "ResiliparseExtractor",
+    "TrafilaturaExtractor",
+    "build_extractor",
+]

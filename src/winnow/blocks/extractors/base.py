@@ -104,8 +104,11 @@ class AccountedExtractor(BaseExtractor):
         return NoTimeout()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with (self.exclusion_writer or contextlib.nullcontext()) as removed, \
-             (self.failure_writer or contextlib.nullcontext()) as failed, self._guard() as guard:
+        with (
+            self.exclusion_writer or contextlib.nullcontext() as removed,
+            self.failure_writer or contextlib.nullcontext() as failed,
+            self._guard() as guard,
+        ):
             for doc in data:
                 self.stat_update("total")
                 if doc.metadata.get("content_type") == "text/plain":
@@ -122,8 +125,9 @@ class AccountedExtractor(BaseExtractor):
                         reason = "worker_died"
                     except Exception as e:  # a bug or a page that breaks the library: count, log, go on
                         reason = "error"
-                        logger.warning(f"extraction error on {doc.id} ({doc.metadata.get('url')}): "
-                                       f"{type(e).__name__}: {e}")
+                        logger.warning(
+                            f"extraction error on {doc.id} ({doc.metadata.get('url')}): {type(e).__name__}: {e}"
+                        )
                 if reason:
                     self.stat_update(f"failed_{reason}")
                     logger.info(f"extraction {reason}: {doc.id} {doc.metadata.get('url')}")

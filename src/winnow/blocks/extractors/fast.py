@@ -165,14 +165,22 @@ class FastExtractor(AccountedExtractor):
         from resiliparse.extract.html2text import extract_plain_text
 
         markup = extract_plain_text(
-            text, preserve_formatting="minimal_html", links=True, main_content=True, alt_texts=False,
+            text,
+            preserve_formatting="minimal_html",
+            links=True,
+            main_content=True,
+            alt_texts=False,
             comments=False,
         )
         if self.fallback_whole_page and len(markup) < self.min_main_content_chars:
             # resiliparse's main-content pass sometimes removes everything (e.g. a page whose whole body sits in
             # an element with a "hidden"-like class); then prune the whole page's text block by block instead.
             markup = extract_plain_text(
-                text, preserve_formatting="minimal_html", links=True, main_content=False, alt_texts=False,
+                text,
+                preserve_formatting="minimal_html",
+                links=True,
+                main_content=False,
+                alt_texts=False,
                 comments=False,
             )
         blocks = blocks_of(markup)
@@ -192,8 +200,10 @@ class FastExtractor(AccountedExtractor):
             block.label = "bad"
         elif self.prune_phrases and length < self.max_boilerplate_chars and BOILERPLATE_PHRASES.search(block.text):
             block.label = "bad"
-        elif length >= self.min_good_chars and block.link_density <= self.max_good_link_density and (
-            not block.heading or length >= self.min_good_heading_chars
+        elif (
+            length >= self.min_good_chars
+            and block.link_density <= self.max_good_link_density
+            and (not block.heading or length >= self.min_good_heading_chars)
         ):
             block.label = "good"
 

@@ -11,8 +11,15 @@ class TrafilaturaExtractor(AccountedExtractor):
     name = "⛏ Trafilatura"
     _requires_dependencies = ["trafilatura"]
 
-    def __init__(self, timeout: float = 1.0, favour_precision: bool = True, deduplicate: bool = True,
-                 isolation: str = "signal", exclusion_writer=None, failure_writer=None):
+    def __init__(
+        self,
+        timeout: float = 1.0,
+        favour_precision: bool = True,
+        deduplicate: bool = True,
+        isolation: str = "signal",
+        exclusion_writer=None,
+        failure_writer=None,
+    ):
         super().__init__(timeout, isolation, exclusion_writer, failure_writer)
         self.favour_precision = favour_precision
         self.deduplicate = deduplicate
@@ -20,5 +27,6 @@ class TrafilaturaExtractor(AccountedExtractor):
     def extract(self, text: str) -> str:
         from trafilatura import extract
 
-        return extract(text, favor_precision=self.favour_precision, include_comments=False,
-                       deduplicate=self.deduplicate)
+        return extract(
+            text, favor_precision=self.favour_precision, include_comments=False, deduplicate=self.deduplicate
+        )

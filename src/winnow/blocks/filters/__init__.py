@@ -18,7 +18,7 @@ from winnow.blocks.filters.url import OfflineURLFilter
 
 FILTERS: dict[str, type] = {
     "url": OfflineURLFilter,
-    "language_prescreen": LanguagePrescreen,  # on the HTML, before a slow extractor; added by src/winnow/pipelines/stages/base.py
+    "language_prescreen": LanguagePrescreen,  # on the HTML, before a slow extractor; added by the base stage
     "language": FastTextLanguageFilter,
     "gopher_repetition": GopherRepetition,
     "gopher_quality": GopherQuality,
@@ -68,5 +68,19 @@ def build_filter(name: str, overrides: dict[str, Any] | None = None, exclusion_w
     return FILTERS[name](exclusion_writer=exclusion_writer, **args)
 
 
-__all__ = ["C4Quality", "FineWebQuality", "GopherQuality", "GopherRepetition", "FILTERS", "FINEWEB_PRESET", "FilterConfigError", "build_filter", "check_overrides", "filter_arguments",
-           "FastTextLanguageFilter", "LanguagePrescreen", "OfflineURLFilter", "lid176_path"]
+__all__ = [
+    "C4Quality",
+    "FineWebQuality",
+    "GopherQuality",
+    "GopherRepetition",
+    "FILTERS",
+    "FINEWEB_PRESET",
+    "FilterConfigError",
+    "build_filter",
+    "check_overrides",
+    "filter_arguments",
+    "FastTextLanguageFilter",
+    "LanguagePrescreen",
+    "OfflineURLFilter",
+    "lid176_path",
+]

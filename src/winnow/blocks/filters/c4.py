@@ -34,9 +34,20 @@ class C4Quality(C4QualityFilter):
         exclusion_writer=None,
         language: str = "en",
     ):
-        super().__init__(exclusion_writer, split_paragraph, remove_citations, filter_no_terminal_punct,
-                         min_num_sentences, min_words_per_line, max_word_length, filter_lorem_ipsum,
-                         filter_javascript, filter_curly_bracket, filter_policy, language)
+        super().__init__(
+            exclusion_writer,
+            split_paragraph,
+            remove_citations,
+            filter_no_terminal_punct,
+            min_num_sentences,
+            min_words_per_line,
+            max_word_length,
+            filter_lorem_ipsum,
+            filter_javascript,
+            filter_curly_bracket,
+            filter_policy,
+            language,
+        )
         if not split_paragraph:
             raise ValueError("C4Quality supports split_paragraph=True only (C4's and FineWeb's setting)")
         self.word_splitter = word_splitter

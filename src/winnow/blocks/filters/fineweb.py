@@ -32,8 +32,17 @@ class FineWebQuality(FineWebQualityFilter):
         language: str = "en",
     ):
         stop_chars = tuple(stop_chars) if stop_chars is not None else None  # YAML gives a list; endswith needs a tuple
-        super().__init__(exclusion_writer, line_punct_thr, line_punct_exclude_zero, stop_chars, short_line_thr,
-                         short_line_length, char_duplicates_ratio, new_line_ratio, language)
+        super().__init__(
+            exclusion_writer,
+            line_punct_thr,
+            line_punct_exclude_zero,
+            stop_chars,
+            short_line_thr,
+            short_line_length,
+            char_duplicates_ratio,
+            new_line_ratio,
+            language,
+        )
         self.list_ratio = list_ratio
         self.word_splitter = word_splitter
         self._split_words = _splitter(word_splitter)[0]

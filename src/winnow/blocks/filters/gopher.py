@@ -58,8 +58,16 @@ class GopherRepetition(GopherRepetitionFilter):
         exclusion_writer=None,
         language: str = "en",
     ):
-        super().__init__(dup_line_frac, dup_para_frac, dup_line_char_frac, dup_para_char_frac,
-                         tuple(map(tuple, top_n_grams)), tuple(map(tuple, dup_n_grams)), exclusion_writer, language)
+        super().__init__(
+            dup_line_frac,
+            dup_para_frac,
+            dup_line_char_frac,
+            dup_para_char_frac,
+            tuple(map(tuple, top_n_grams)),
+            tuple(map(tuple, dup_n_grams)),
+            exclusion_writer,
+            language,
+        )
         self.word_splitter = word_splitter
         self._split_words = _splitter(word_splitter)[0]
 
@@ -111,9 +119,20 @@ class GopherQuality(GopherQualityFilter):
         exclusion_writer=None,
         language: str = "en",
     ):
-        super().__init__(min_doc_words, max_doc_words, min_avg_word_length, max_avg_word_length,
-                         max_symbol_word_ratio, max_bullet_lines_ratio, max_ellipsis_lines_ratio,
-                         max_non_alpha_words_ratio, min_stop_words, stop_words, exclusion_writer, language)
+        super().__init__(
+            min_doc_words,
+            max_doc_words,
+            min_avg_word_length,
+            max_avg_word_length,
+            max_symbol_word_ratio,
+            max_bullet_lines_ratio,
+            max_ellipsis_lines_ratio,
+            max_non_alpha_words_ratio,
+            min_stop_words,
+            stop_words,
+            exclusion_writer,
+            language,
+        )
         self.alpha_ratio_of_words = alpha_ratio_of_words
         self.word_splitter = word_splitter
         self._split_words = _splitter(word_splitter)[0]
@@ -135,7 +154,10 @@ class GopherQuality(GopherQualityFilter):
             return False, "gopher_above_avg_threshold"
         if self.max_symbol_word_ratio and text.count("#") / len(words) > self.max_symbol_word_ratio:
             return False, "gopher_too_many_hashes"
-        if self.max_symbol_word_ratio and (text.count("...") + text.count("…")) / len(words) > self.max_symbol_word_ratio:
+        if (
+            self.max_symbol_word_ratio
+            and (text.count("...") + text.count("…")) / len(words) > self.max_symbol_word_ratio
+        ):
             return False, "gopher_too_many_ellipsis"
         lines = text.splitlines() or [""]
         bullets = sum(s.lstrip().startswith(("•", "-")) for s in lines)

@@ -62,7 +62,11 @@ class FastTextLanguageFilter(LanguageFilter):
         if not doc.text.strip():
             return False, "empty_text"
         kept = super().filter(doc)
-        return True if kept else (False, "below_threshold" if doc.metadata["language"] in (self.languages or ()) else "other_language")
+        return (
+            True
+            if kept
+            else (False, "below_threshold" if doc.metadata["language"] in (self.languages or ()) else "other_language")
+        )
 
 
 class LanguagePrescreen(BaseFilter):

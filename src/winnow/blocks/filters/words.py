@@ -8,8 +8,8 @@ the cost. `WORD_SPLITTERS[name]` is a (split_words, count_sentences) pair.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import regex
 
@@ -25,9 +25,7 @@ _WORD = regex.compile(
 )
 # spaCy's sentencizer ends a sentence at a token that is exactly one terminal mark ("...", "e.g." are not),
 # when more text follows
-_SENTENCE_END = regex.compile(
-    r"(?:[!?。！？]|(?<![.]|(?:^|\s)(?:\p{L}\.)+\p{L})\.(?!\.))[\"'”’)\]!?]*(?=\s+\S)"
-)
+_SENTENCE_END = regex.compile(r"(?:[!?。！？]|(?<![.]|(?:^|\s)(?:\p{L}\.)+\p{L})\.(?!\.))[\"'”’)\]!?]*(?=\s+\S)")
 
 
 @lru_cache(maxsize=4)  # the Gopher filters split the same text one after the other

@@ -9,7 +9,8 @@ never reaches a subset and never disappears silently.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline

@@ -11,7 +11,7 @@ The run folder ends up identical whichever executor ran it. Adding an executor: 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from winnow.pipelines.config import RunConfig
 from winnow.pipelines.execution.base import Step, logging_dir, offline_environment

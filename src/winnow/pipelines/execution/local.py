@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from winnow.pipelines.config import RunConfig
 from winnow.pipelines.execution.base import Step, logging_dir, raise_if_incomplete

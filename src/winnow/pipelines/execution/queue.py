@@ -12,15 +12,25 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from winnow.pipelines.config import RunConfig
 from winnow.files import write_json
+from winnow.pipelines.config import RunConfig
 
 JOBS_FILE = "slurm_jobs.json"
 FINALIZE = "finalize"  # the finalize job's folder under <stage>/logs/
 # job states in which a job may still run (anything else is over: COMPLETED, FAILED, CANCELLED, TIMEOUT, ...)
-ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
-                 "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
-
+ACTIVE_STATES = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+}
 
 
 def read_jobs(stage_dir: str | os.PathLike) -> dict | None:

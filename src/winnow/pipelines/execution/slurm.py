@@ -20,14 +20,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from winnow.errors import ConfigError, StageFailed
 from winnow.pipelines.config import SAFE_PATH, RunConfig
 from winnow.pipelines.execution.base import Step, logging_dir
-from winnow.pipelines.execution.queue import (FINALIZE, active_jobs, read_jobs, slurm_output, stage_finished,
-                                              write_jobs)
+from winnow.pipelines.execution.queue import FINALIZE, active_jobs, read_jobs, slurm_output, stage_finished, write_jobs
 from winnow.pipelines.registry import upstream_folders
 
 SLURM_TOOLS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
@@ -51,8 +50,12 @@ def slurm_executor_class():
                 return
             stats, merged = self.logging_dir.resolve_paths("stats"), self.logging_dir.resolve_paths("stats.json")
             script = self.get_launch_file_contents(
-                {**self.get_sbatch_args(), "cpus-per-task": 1, "mem-per-cpu": "1G",
-                 "dependency": f"afterok:{self.job_id}"},
+                {
+                    **self.get_sbatch_args(),
+                    "cpus-per-task": 1,
+                    "mem-per-cpu": "1G",
+                    "dependency": f"afterok:{self.job_id}",
+                },
                 f"merge_stats {stats} -o {merged}",
             )
             self.merge_job_id = launch_slurm_job(script, self.job_id_retriever)
@@ -71,8 +74,10 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
     stage_dir = Path(cfg.output_dir).resolve() / stage
     busy = active_jobs(read_jobs(stage_dir))
     if busy:
-        raise StageFailed(f"{stage} already has jobs in the Slurm queue ({', '.join(busy)}); wait for them "
-                          f"(winnow status -c {cfg.source_file}) or scancel them, then run the same command again")
+        raise StageFailed(
+            f"{stage} already has jobs in the Slurm queue ({', '.join(busy)}); wait for them "
+            f"(winnow status -c {cfg.source_file}) or scancel them, then run the same command again"
+        )
     partition = cfg.executor.partition or default_partition()
     _preflight(cfg, partition)
     upstream = _upstream_jobs(cfg, stage)
@@ -82,24 +87,47 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
     marker.unlink(missing_ok=True)
 
     after = ":".join(upstream) or None
-    record = {"stage": stage, "config": cfg.source_file, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "upstream": upstream, "steps": [], "finalize": finalize is not None, "final_job": None}
+    record = {
+        "stage": stage,
+        "config": cfg.source_file,
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "upstream": upstream,
+        "steps": [],
+        "finalize": finalize is not None,
+        "final_job": None,
+    }
     for step in steps:
-        executor = _executor(cfg, stage, step.name, step.pipeline, step.tasks, step.workers, step.extra, partition,
-                             after)
+        executor = _executor(
+            cfg, stage, step.name, step.pipeline, step.tasks, step.workers, step.extra, partition, after
+        )
         executor.run()  # sbatch; job_id == -1 when every task had already completed
         launched = executor.job_id not in (None, -1)
-        record["steps"].append({"name": step.name, "tasks": step.tasks,
-                                "job_id": str(executor.job_id) if launched else None,
-                                "merge_job_id": executor.merge_job_id})
+        record["steps"].append(
+            {
+                "name": step.name,
+                "tasks": step.tasks,
+                "job_id": str(executor.job_id) if launched else None,
+                "merge_job_id": executor.merge_job_id,
+            }
+        )
         if launched:  # the next step needs this one's output; its stats merge runs alongside
             after = str(executor.job_id)
         write_jobs(stage_dir, record)  # after every submission, so an interrupted launch leaves a usable record
     merges = [s["merge_job_id"] for s in record["steps"] if s["merge_job_id"]]
     if finalize is not None:  # after the last step and every stats merge: nothing of the stage is left queued
-        executor = _executor(cfg, stage, FINALIZE, [functools.partial(run_finalize, finalize)], 1, -1, {}, partition,
-                             ":".join(filter(None, [after, *merges])) or None, skip_completed=False,
-                             merge_stats=False)
+        executor = _executor(
+            cfg,
+            stage,
+            FINALIZE,
+            [functools.partial(run_finalize, finalize)],
+            1,
+            -1,
+            {},
+            partition,
+            ":".join(filter(None, [after, *merges])) or None,
+            skip_completed=False,
+            merge_stats=False,
+        )
         executor.run()
         record["final_job"] = str(executor.job_id)
     else:  # the stage's last own job (None when every task had already completed)
@@ -107,17 +135,23 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
     write_jobs(stage_dir, record)
     jobs = " → ".join(s["job_id"] or "done" for s in record["steps"]) + f" → {record['final_job']}"
     waits = f" after {', '.join(upstream)}" if upstream else ""
-    print(f"winnow: {stage} submitted to Slurm (jobs {jobs}{waits}); "
-          f"follow it with: winnow status -c {cfg.source_file}", file=sys.stderr)
+    print(
+        f"winnow: {stage} submitted to Slurm (jobs {jobs}{waits}); follow it with: winnow status -c {cfg.source_file}",
+        file=sys.stderr,
+    )
 
 
-def _executor(cfg, stage, name, pipeline, tasks, workers, extra, partition, after, skip_completed=True,
-              merge_stats=True):
+def _executor(
+    cfg, stage, name, pipeline, tasks, workers, extra, partition, after, skip_completed=True, merge_stats=True
+):
     ex = cfg.executor.model_copy(update={k: v for k, v in extra.items() if k in type(cfg.executor).model_fields})
     workers = workers if workers != -1 else ex.workers
-    sbatch_args = {"kill-on-invalid-dep": "yes",
-                   # whole megabytes: Slurm refuses a fractional size such as 1.5G
-                   "mem-per-cpu": f"{int(ex.mem_per_cpu_gb * 1024)}M", **ex.sbatch_args}
+    sbatch_args = {
+        "kill-on-invalid-dep": "yes",
+        # whole megabytes: Slurm refuses a fractional size such as 1.5G
+        "mem-per-cpu": f"{int(ex.mem_per_cpu_gb * 1024)}M",
+        **ex.sbatch_args,
+    }
     log_dir = Path(logging_dir(cfg, stage, name)).resolve()
     return slurm_executor_class()(
         pipeline=pipeline,
@@ -150,9 +184,11 @@ def job_environment(cfg: RunConfig) -> str:
     if venv:
         lines = [f"source {shlex.quote(str(Path(venv).resolve() / 'bin' / 'activate'))}"]
     else:
-        lines = [f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\""]
-    lines.append("export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
-                 "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS= TOKENIZERS_PARALLELISM=false")
+        lines = [f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"']
+    lines.append(
+        "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
+        "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS= TOKENIZERS_PARALLELISM=false"
+    )
     if cfg.executor.env_command:
         lines.append(cfg.executor.env_command)
     return "\n        ".join(lines)  # datatrove dedents its script template by 8 spaces
@@ -166,19 +202,25 @@ def _check_submittable(cfg: RunConfig, stage: str, steps: list[Step]) -> None:
     source = cfg.source_file or "config"
     missing = [t for t in SLURM_TOOLS if shutil.which(t) is None]
     if missing:
-        raise ConfigError(f"{source}: executor.kind is slurm but {', '.join(missing)} is not on PATH "
-                          "(on this machine: make slurm-up)")
+        raise ConfigError(
+            f"{source}: executor.kind is slurm but {', '.join(missing)} is not on PATH (on this machine: make slurm-up)"
+        )
     for name in [stage, *(s.name for s in steps)]:
         if not _JOB_NAME.fullmatch(job_name(cfg, stage, name)):
-            raise ConfigError(f"{source}: name: {cfg.name!r} cannot be part of a Slurm job name "
-                              "(letters, digits and _ . + - only)")
+            raise ConfigError(
+                f"{source}: name: {cfg.name!r} cannot be part of a Slurm job name (letters, digits and _ . + - only)"
+            )
     if cfg.executor.venv and not (Path(cfg.executor.venv) / "bin" / "activate").is_file():
-        raise ConfigError(f"{source}: executor.venv: {cfg.executor.venv} has no bin/activate (give the virtualenv's "
-                          "folder, as the compute nodes see it)")
+        raise ConfigError(
+            f"{source}: executor.venv: {cfg.executor.venv} has no bin/activate (give the virtualenv's "
+            "folder, as the compute nodes see it)"
+        )
     out = str(Path(cfg.output_dir).resolve())
     if not SAFE_PATH.fullmatch(out):
-        raise ConfigError(f"{source}: output_dir: {out!r} would reach sbatch; use letters, digits and _ . / + @ , = - "
-                          "only (no spaces or shell metacharacters)")
+        raise ConfigError(
+            f"{source}: output_dir: {out!r} would reach sbatch; use letters, digits and _ . / + @ , = - "
+            "only (no spaces or shell metacharacters)"
+        )
 
 
 def default_partition() -> str:
@@ -192,11 +234,15 @@ def default_partition() -> str:
 def _preflight(cfg: RunConfig, partition: str) -> None:
     """`sbatch --test-only` with the config's partition, time, qos and options: a wrong one is one clear line."""
     ex = cfg.executor
-    args = [f"--partition={partition}", f"--time={ex.time}", f"--cpus-per-task={ex.cpus_per_task}",
-            f"--mem-per-cpu={int(ex.mem_per_cpu_gb * 1024)}M", *([f"--qos={ex.qos}"] if ex.qos else []),
-            *(f"--{k}={v}" if v else f"--{k}" for k, v in ex.sbatch_args.items())]
-    result = subprocess.run(["sbatch", "--test-only", *args, "--wrap=true"], capture_output=True, text=True,
-                            timeout=60)
+    args = [
+        f"--partition={partition}",
+        f"--time={ex.time}",
+        f"--cpus-per-task={ex.cpus_per_task}",
+        f"--mem-per-cpu={int(ex.mem_per_cpu_gb * 1024)}M",
+        *([f"--qos={ex.qos}"] if ex.qos else []),
+        *(f"--{k}={v}" if v else f"--{k}" for k, v in ex.sbatch_args.items()),
+    ]
+    result = subprocess.run(["sbatch", "--test-only", *args, "--wrap=true"], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         lines = [ln.removeprefix("sbatch: error: ") for ln in result.stderr.splitlines() if ln.strip()]
         why = lines[0] if lines else f"sbatch exited with {result.returncode}"
@@ -243,6 +289,8 @@ def _upstream_jobs(cfg: RunConfig, stage: str) -> list[str]:
         if active_jobs(record):
             waits.append(record["final_job"])
         elif not stage_finished(Path(cfg.output_dir) / other, record):
-            raise StageFailed(f"stage {other} did not finish its last Slurm run (see winnow status -c "
-                              f"{cfg.source_file}); relaunch it first, then {stage}")
+            raise StageFailed(
+                f"stage {other} did not finish its last Slurm run (see winnow status -c "
+                f"{cfg.source_file}); relaunch it first, then {stage}"
+            )
     return waits

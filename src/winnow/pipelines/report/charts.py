@@ -22,11 +22,16 @@ def plot_funnel_tokens(rows: list[dict], path: Path, title: str) -> Path:
     """Two panels of horizontal bars, documents and tokens left after each row's step (a '–' where unknown)."""
     labels = [r["step"] for r in rows]
     colours = [KEPT_COLOUR if r["step"] == "base kept" else STAGE_COLOURS.get(r["stage"], "#937860") for r in rows]
-    legend = [(STAGE_COLOURS["base"], "after a base filter"), (KEPT_COLOUR, "base output"),
-              (STAGE_COLOURS["dedup"], "after dedup"), (STAGE_COLOURS["subsets"], "score subsets")]
+    legend = [
+        (STAGE_COLOURS["base"], "after a base filter"),
+        (KEPT_COLOUR, "base output"),
+        (STAGE_COLOURS["dedup"], "after dedup"),
+        (STAGE_COLOURS["subsets"], "score subsets"),
+    ]
     legend = [(c, label) for c, label in legend if c in colours]  # only the stages that ran
-    with figure(path, figsize=(11, 0.42 * len(rows) + 1.6), dpi=100, ncols=2, sharey=True,
-                layout_rect=(0, 0.06, 1, 1)) as (fig, axes):  # the bottom 6% holds the legend
+    with figure(
+        path, figsize=(11, 0.42 * len(rows) + 1.6), dpi=100, ncols=2, sharey=True, layout_rect=(0, 0.06, 1, 1)
+    ) as (fig, axes):  # the bottom 6% holds the legend
         from matplotlib.patches import Rectangle
         from matplotlib.ticker import FuncFormatter
 
@@ -45,7 +50,13 @@ def plot_funnel_tokens(rows: list[dict], path: Path, title: str) -> Path:
             ax.spines[["top", "right"]].set_visible(False)
         axes[0].set_yticks(range(len(rows)), labels)
         axes[0].invert_yaxis()
-        fig.legend([Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [label for _, label in legend],
-                   loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+        fig.legend(
+            [Rectangle((0, 0), 1, 1, color=c) for c, _ in legend],
+            [label for _, label in legend],
+            loc="lower center",
+            ncol=len(legend),
+            fontsize=8,
+            frameon=False,
+        )
         fig.suptitle(title, fontsize=11)
     return path

@@ -23,7 +23,6 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-
 def later_summary(path: Path) -> dict | None:
     """A later stage's summary for its funnel row; unreadable, it loses the row (its own section says why)."""
     try:
@@ -48,7 +47,6 @@ def parquet_rows(folder: Path, columns: list[str], limit: int | None = None):
                     return
 
 
-
 def column_sum(folder: Path, column: str) -> int | None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -64,7 +62,6 @@ def column_sum(folder: Path, column: str) -> int | None:
     return total
 
 
-
 def removed_tokens(folder: Path, documents: int, tokenizer) -> tuple[int, bool]:
     """GPT-2 tokens of the removed documents in folder (extrapolated past MAX_TOKENIZED); (tokens, estimated)."""
     texts = [r.get("text") or "" for r in parquet_rows(folder, ["text"], MAX_TOKENIZED)]
@@ -76,7 +73,6 @@ def removed_tokens(folder: Path, documents: int, tokenizer) -> tuple[int, bool]:
     return counted, False
 
 
-
 def one_line(text: str | None, chars: int = EXAMPLE_CHARS) -> str:
     """A cell-safe excerpt: whitespace collapsed, pipes escaped, cut at `chars`."""
     text = re.sub(r"\s+", " ", text or "").strip()
@@ -85,14 +81,12 @@ def one_line(text: str | None, chars: int = EXAMPLE_CHARS) -> str:
     return text.replace("|", "\\|") or "(empty)"
 
 
-
 def page_excerpt(text: str | None) -> str:
     """What a reader can tell from a page removed before extraction: its <title> and size, not its markup."""
     text = text or ""
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     size = f"HTML page, {len(text.encode('utf-8', 'replace')) / 1024:,.0f} kB"
     return f"({size}) title: {one_line(title.group(1), 120)}" if title else f"({size}, no title)"
-
 
 
 def removed_examples(folder: Path, n: int = EXAMPLES_PER_FILTER) -> list[dict]:
@@ -108,7 +102,6 @@ def removed_examples(folder: Path, n: int = EXAMPLES_PER_FILTER) -> list[dict]:
         if len(chosen) >= n:
             break
     return (chosen + spare)[:n]
-
 
 
 def funnel_table(cfg: RunConfig) -> list[dict] | None:
@@ -132,33 +125,62 @@ def funnel_table(cfg: RunConfig) -> list[dict] | None:
     rows = []
     for i, step in enumerate(steps):
         tokens = kept_tokens + sum(v for j, v in removed_at.items() if j > i) if i >= start else None
-        rows.append({"step": step["step"], "stage": "base", "documents": step["documents"], "tokens": tokens,
-                     "removed": step.get("removed", 0) + step.get("failed", 0), "estimated": estimated})
-    rows.append({"step": "base kept", "stage": "base", "documents": summary["kept"], "tokens": kept_tokens,
-                 "removed": 0, "estimated": False})
+        rows.append(
+            {
+                "step": step["step"],
+                "stage": "base",
+                "documents": step["documents"],
+                "tokens": tokens,
+                "removed": step.get("removed", 0) + step.get("failed", 0),
+                "estimated": estimated,
+            }
+        )
+    rows.append(
+        {
+            "step": "base kept",
+            "stage": "base",
+            "documents": summary["kept"],
+            "tokens": kept_tokens,
+            "removed": 0,
+            "estimated": False,
+        }
+    )
     dedup = later_summary(cfg.stage_dir("dedup") / "summary.json")
     if dedup:
-        rows.append({"step": "dedup kept", "stage": "dedup", "documents": dedup["kept"],
-                     "tokens": column_sum(cfg.stage_dir("dedup"), "token_count"),
-                     "removed": dedup["read"] - dedup["kept"], "estimated": False})
+        rows.append(
+            {
+                "step": "dedup kept",
+                "stage": "dedup",
+                "documents": dedup["kept"],
+                "tokens": column_sum(cfg.stage_dir("dedup"), "token_count"),
+                "removed": dedup["read"] - dedup["kept"],
+                "estimated": False,
+            }
+        )
     subsets = later_summary(cfg.stage_dir("subsets") / "summary.json")
     if subsets:
         for name, s in subsets["subsets"].items():
             label = "scored (all)" if name == "all" else f"{name} (int_score ≥ {s['int_score_at_least']})"
-            rows.append({"step": label, "stage": "subsets", "documents": s["documents"], "tokens": s["tokens"],
-                         "removed": None, "estimated": False})
+            rows.append(
+                {
+                    "step": label,
+                    "stage": "subsets",
+                    "documents": s["documents"],
+                    "tokens": s["tokens"],
+                    "removed": None,
+                    "estimated": False,
+                }
+            )
     return rows
-
 
 
 def jaccard_5grams(a: str, b: str) -> float:
     def grams(text):
         words = text.split()
-        return {" ".join(words[i:i + 5]) for i in range(max(1, len(words) - 4))}
+        return {" ".join(words[i : i + 5]) for i in range(max(1, len(words) - 4))}
 
     ga, gb = grams(a), grams(b)
     return len(ga & gb) / len(ga | gb) if ga | gb else 1.0
-
 
 
 def first_difference(a: str, b: str) -> int:
@@ -168,7 +190,6 @@ def first_difference(a: str, b: str) -> int:
     return 0 if start == 0 else (a.find(" ", start) + 1 or start)
 
 
-
 def near_duplicate_pair(dedup_dir: Path) -> tuple[dict, dict] | None:
     """A MinHash-removed document whose text differs from its kept twin, and that twin. Only the id column of
     the kept files is scanned (a dump's dedup output is large); text is read from the file holding a twin."""
@@ -176,9 +197,15 @@ def near_duplicate_pair(dedup_dir: Path) -> tuple[dict, dict] | None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    removed = {r["duplicate_of"]: r for r in parquet_rows(dedup_dir / "removed" / "minhash_duplicate",
-                                                          ["id", "url", "text", "duplicate_of",
-                                                           "minhash_cluster_size"], 50) if r.get("duplicate_of")}
+    removed = {
+        r["duplicate_of"]: r
+        for r in parquet_rows(
+            dedup_dir / "removed" / "minhash_duplicate",
+            ["id", "url", "text", "duplicate_of", "minhash_cluster_size"],
+            50,
+        )
+        if r.get("duplicate_of")
+    }
     if not removed:
         return None
     wanted = pa.array(list(removed))
@@ -209,6 +236,8 @@ def stale_stages(cfg: RunConfig) -> list[str]:
         except ValueError:
             continue  # an unreadable summary is reported by its own section
         if after and before and after.get("read") != before.get("kept"):
-            notes.append(f"{stage} read {after['read']:,} documents but {source} now keeps {before['kept']:,}: it ran on "
-                         f"an earlier {source} output (`{command}` and the stages after it bring it up to date)")
+            notes.append(
+                f"{stage} read {after['read']:,} documents but {source} now keeps {before['kept']:,}: it ran on "
+                f"an earlier {source} output (`{command}` and the stages after it bring it up to date)"
+            )
     return notes

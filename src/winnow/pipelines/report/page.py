@@ -85,8 +85,11 @@ def markdown_to_html(text: str, folder: Path, title: str) -> str:
         header, rows = table[0], table[1:]
         # a column of numbers is right-aligned (the style's default), any other column left-aligned
         texty = [any(not NUMBER.fullmatch(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
-        body.append("<table><tr>" + "".join(f"<th{' class=left' if texty[i] else ''}>{inline(c)}</th>"
-                                            for i, c in enumerate(header)) + "</tr>")
+        body.append(
+            "<table><tr>"
+            + "".join(f"<th{' class=left' if texty[i] else ''}>{inline(c)}</th>" for i, c in enumerate(header))
+            + "</tr>"
+        )
         for row in rows:
             cells = []
             for i, c in enumerate(row):
@@ -160,7 +163,10 @@ def markdown_to_html(text: str, folder: Path, title: str) -> str:
     close_list()
     if code is not None:
         body.append("<pre>" + html.escape("\n".join(code)) + "</pre>")
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

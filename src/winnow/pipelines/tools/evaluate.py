@@ -32,7 +32,6 @@ def main(args) -> int:
 
     from winnow.proxy.evaluate import evaluate, format_table, load_model
 
-
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
@@ -45,8 +44,17 @@ def main(args) -> int:
     started = time.time()
     for task in tasks:
         t0 = time.time()
-        results.update(evaluate(model, tokenizer, [task], limit=args.limit, seed=args.seed,
-                                batch_size=args.batch_size, show_progress=sys.stderr.isatty()))
+        results.update(
+            evaluate(
+                model,
+                tokenizer,
+                [task],
+                limit=args.limit,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                show_progress=sys.stderr.isatty(),
+            )
+        )
         results[task]["seconds"] = round(time.time() - t0, 1)
         if args.output:
             _write(args.output, results)
