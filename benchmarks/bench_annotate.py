@@ -18,8 +18,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-LABELS = ROOT / ".." / "shared" / "data" / "annotations" / "fineweb-edu-llama3" / "val.jsonl.gz"
+from winnow.pipelines.tools.bench import SHARED_DATA
+
+LABELS = SHARED_DATA / "annotations" / "fineweb-edu-llama3" / "val.jsonl.gz"
 
 
 def build_base(folder: Path) -> dict[str, int]:
@@ -103,5 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -21,18 +21,16 @@ import argparse
 import glob
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PAGES = ROOT / ".." / "shared" / "data" / "warc" / "pages"
+from winnow.pipelines.execution import offline_environment
+from winnow.pipelines.tools.bench import SHARED_DATA, cpu_seconds
 
-from winnow.pipelines.execution import offline_environment  # noqa: E402
+PAGES = SHARED_DATA / "warc" / "pages"
 
 offline_environment()
 
@@ -91,11 +89,6 @@ def our_pipeline(
     if isolation:  # e.g. datatrove's worker-process timeout instead of our in-process CPU-time limit
         dict(zip([name for _, name in roles], pipeline))["extractor"].isolation = isolation
     return pipeline
-
-
-def cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_once(name: str, pipeline: list, out: Path, data: Path) -> dict:

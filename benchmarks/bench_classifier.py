@@ -19,10 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from winnow.pipelines.execution import offline_environment  # noqa: E402
+from winnow.pipelines.tools.bench import RUNS, SHARED_DATA  # noqa: E402
 
 offline_environment()
 
@@ -33,7 +31,7 @@ from winnow.classifiers.evaluate import evaluate  # noqa: E402
 from winnow.classifiers.labels import load_labels  # noqa: E402
 from winnow.classifiers.train import TrainSettings, cpu_seconds, train  # noqa: E402
 
-LABELS = ROOT / ".." / "shared" / "data" / "annotations" / "fineweb-edu-llama3"
+LABELS = SHARED_DATA / "annotations" / "fineweb-edu-llama3"
 
 
 def scoring_speed(classifier, texts: list[str]) -> float:
@@ -48,9 +46,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed-docs", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--cache", default=str(ROOT / "runs" / "demo" / "classifier" / "embeddings"))
+    parser.add_argument("--cache", default=str(RUNS / "demo" / "classifier" / "embeddings"))
     parser.add_argument("--cold", action="store_true", help="encode the training set for real (no cache)")
-    parser.add_argument("--output", default=str(ROOT / "runs" / "bench" / "bench_classifier.json"))
+    parser.add_argument("--output", default=str(RUNS / "bench" / "bench_classifier.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     train_set, val_set = load_labels(LABELS / "train.jsonl.gz"), load_labels(LABELS / "val.jsonl.gz")

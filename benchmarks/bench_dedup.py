@@ -29,9 +29,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data"
-sys.path.insert(0, str(ROOT))
+from winnow.pipelines.tools.bench import SHARED_DATA, cpu_seconds
+
+DATA = SHARED_DATA
 
 
 def build_corpus(base: Path, n_docs: int) -> int:
@@ -177,11 +177,6 @@ def one(kind: str, work: Path, base: Path) -> None:
             {"cpu_s": cpu, "wall_s": time.perf_counter() - start, "peak_rss_mb": after.ru_maxrss / 1024, "steps": steps}
         )
     )
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def clusters(folder: Path, metadata_column: bool = False) -> set[frozenset]:

@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-FINEWEB_DOCS = ROOT / ".." / "shared" / "data" / "annotations" / "fineweb-edu-llama3"
+from winnow.pipelines.tools.bench import RUNS, SHARED_DATA
+
+FINEWEB_DOCS = SHARED_DATA / "annotations" / "fineweb-edu-llama3"
 
 
 def run_fidelity(output_dir: Path, word_splitter: str = "regex", tasks: int = 2) -> dict:
@@ -73,7 +73,7 @@ def print_table(result: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--word-splitter", default="regex", choices=["regex", "spacy"])
-    parser.add_argument("--output", default=str(ROOT / "runs" / "fidelity"))
+    parser.add_argument("--output", default=str(RUNS / "fidelity"))
     parser.add_argument("--tasks", type=int, default=2)
     parser.add_argument("--json", help="also write the table as JSON here")
     args = parser.parse_args()
