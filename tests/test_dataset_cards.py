@@ -20,11 +20,20 @@ from winnow.pipelines.config import OutputConfig
 from winnow.pipelines.summary import total
 
 # huggingface.co/datasets/HuggingFaceFW/fineweb-edu: its columns and Arrow types, in its order
-FINEWEB_EDU = pa.schema([
-    ("text", pa.string()), ("id", pa.string()), ("dump", pa.string()), ("url", pa.string()),
-    ("file_path", pa.string()), ("language", pa.string()), ("language_score", pa.float64()),
-    ("token_count", pa.int64()), ("score", pa.float64()), ("int_score", pa.int64()),
-])
+FINEWEB_EDU = pa.schema(
+    [
+        ("text", pa.string()),
+        ("id", pa.string()),
+        ("dump", pa.string()),
+        ("url", pa.string()),
+        ("file_path", pa.string()),
+        ("language", pa.string()),
+        ("language_score", pa.float64()),
+        ("token_count", pa.int64()),
+        ("score", pa.float64()),
+        ("int_score", pa.int64()),
+    ]
+)
 FINEWEB_FILE = re.compile(r"data/(CC-MAIN-\d{4}-\d{2})/\d{3}_\d{5}\.parquet")  # data/CC-MAIN-2024-10/000_00000.parquet
 
 
@@ -68,13 +77,20 @@ def pages_run(shared_data, tmp_path_factory) -> Path:
     captured twice), and a base run whose 0.1 ms extraction timeout sends pages to failed/."""
     root = tmp_path_factory.mktemp("pages")
     shards = [str(shared_data / "warc" / "pages" / f"pages-0000{i}.warc.gz") for i in (4, 5)]
-    common = {"name": "cards", "input": {"paths": shards, "format": "warc", "limit": 60},
-              "executor": {"tasks": 2, "workers": 2}, "dedup": {"engine": "datasketch"}}
+    common = {
+        "name": "cards",
+        "input": {"paths": shards, "format": "warc", "limit": 60},
+        "executor": {"tasks": 2, "workers": 2},
+        "dedup": {"engine": "datasketch"},
+    }
     config = write_config(root / "run.yaml", output_dir=str(root / "run"), **common)
     assert winnow(["base", "-c", config]) == 0
     assert winnow(["dedup", "-c", config]) == 0
-    timeouts = write_config(root / "timeouts.yaml", output_dir=str(root / "timeouts"),
-                            **{**common, "input": {**common["input"], "limit": 15}, "extract": {"timeout": 1e-4}})
+    timeouts = write_config(
+        root / "timeouts.yaml",
+        output_dir=str(root / "timeouts"),
+        **{**common, "input": {**common["input"], "limit": 15}, "extract": {"timeout": 1e-4}},
+    )
     assert winnow(["base", "-c", timeouts]) == 0
     return root
 
@@ -92,11 +108,11 @@ def test_base_folder_loads_as_its_kept_documents_with_removed_as_a_config(pages_
     assert documents.column_names == list(kept[0])
 
     dropped = load(base, "removed")
-    assert sorted(zip(dropped["id"], dropped["filter_reason"])) == sorted((r["id"], r["filter_reason"])
-                                                                          for r in removed)
+    assert sorted(zip(dropped["id"], dropped["filter_reason"])) == sorted(
+        (r["id"], r["filter_reason"]) for r in removed
+    )
     summary = json.loads((base / "summary.json").read_text())
     assert len(documents) == summary["kept"] and len(dropped) == total(summary["removed"])
-
 
 
 @pytest.mark.slow
@@ -131,13 +147,22 @@ def test_dedup_folder_loads_as_its_kept_documents_and_removed_duplicates(pages_r
 def base_shard(docs: list[dict], path: Path) -> None:
     """A base-stage shard of real FineWeb texts in FineWeb's columns, alternating two dumps (token_count: words)."""
     dumps = ["CC-MAIN-2024-10", "CC-MAIN-2023-50"]
-    pq.write_table(pa.table({
-        "text": [d["text"] for d in docs], "id": [f"<urn:uuid:{d['id']}>" for d in docs],
-        "dump": [dumps[i % 2] for i in range(len(docs))], "url": [f"https://example.org/doc/{d['id']}" for d in docs],
-        "date": ["2024-02-20T00:00:00Z"] * len(docs), "file_path": ["pages-00000.warc.gz"] * len(docs),
-        "language": ["en"] * len(docs), "language_score": [0.9] * len(docs),
-        "token_count": [len(d["text"].split()) for d in docs],
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "text": [d["text"] for d in docs],
+                "id": [f"<urn:uuid:{d['id']}>" for d in docs],
+                "dump": [dumps[i % 2] for i in range(len(docs))],
+                "url": [f"https://example.org/doc/{d['id']}" for d in docs],
+                "date": ["2024-02-20T00:00:00Z"] * len(docs),
+                "file_path": ["pages-00000.warc.gz"] * len(docs),
+                "language": ["en"] * len(docs),
+                "language_score": [0.9] * len(docs),
+                "token_count": [len(d["text"].split()) for d in docs],
+            }
+        ),
+        path,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +171,20 @@ def edu_run(shared_data, tmp_path_factory) -> Path:
     scores with `output.layout: fineweb` and `output.columns: fineweb-edu` into a second run folder."""
     root = tmp_path_factory.mktemp("edu")
     labels = shared_data / "annotations" / "fineweb-edu-llama3"
-    config = write_config(root / "run.yaml", name="cards-edu", output_dir=str(root / "run"),
-                          executor={"tasks": 2, "workers": 2}, subsets={"thresholds": [2, 3, 4]},
-                          classifier={"backbone": "fasttext", "labels": str(labels / "train.jsonl.gz"),
-                                      "eval_labels": str(labels / "val.jsonl.gz"), "learning_curve": [1.0],
-                                      "calibration_folds": 3})
+    config = write_config(
+        root / "run.yaml",
+        name="cards-edu",
+        output_dir=str(root / "run"),
+        executor={"tasks": 2, "workers": 2},
+        subsets={"thresholds": [2, 3, 4]},
+        classifier={
+            "backbone": "fasttext",
+            "labels": str(labels / "train.jsonl.gz"),
+            "eval_labels": str(labels / "val.jsonl.gz"),
+            "learning_curve": [1.0],
+            "calibration_folds": 3,
+        },
+    )
     with gzip.open(labels / "val.jsonl.gz", "rt") as f:
         docs = [json.loads(line) for _, line in zip(range(120), f)]
     (root / "run" / "base").mkdir(parents=True)
@@ -158,9 +192,24 @@ def edu_run(shared_data, tmp_path_factory) -> Path:
     base_shard(docs[60:] + [{"id": "empty", "text": ""}], root / "run" / "base" / "00001.parquet")
     for stage in ("train-classifier", "score", "subsets"):
         assert winnow([stage, "-c", config]) == 0
-    assert winnow(["subsets", "-c", config, "--set", f"output_dir={root / 'fineweb'}", "--set",
-                   f"subsets.source={root / 'run' / 'score'}", "--set", "output.layout=fineweb",
-                   "--set", "output.columns=fineweb-edu"]) == 0
+    assert (
+        winnow(
+            [
+                "subsets",
+                "-c",
+                config,
+                "--set",
+                f"output_dir={root / 'fineweb'}",
+                "--set",
+                f"subsets.source={root / 'run' / 'score'}",
+                "--set",
+                "output.layout=fineweb",
+                "--set",
+                "output.columns=fineweb-edu",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -195,13 +244,15 @@ def test_fineweb_layout_and_fineweb_edu_columns_match_the_published_dataset(edu_
         assert files and all(FINEWEB_FILE.fullmatch(f) for f in files), files
         for path in files:  # grouped by the document's dump
             assert set(pq.read_table(subsets / name / path).column("dump").to_pylist()) == {
-                FINEWEB_FILE.fullmatch(path).group(1)}
+                FINEWEB_FILE.fullmatch(path).group(1)
+            }
             assert pq.read_schema(subsets / name / path).remove_metadata() == FINEWEB_EDU
         assert ids(load(subsets, name)) == ids(rows(flat, f"{name}/*.parquet")), name  # the same selection
     edu3 = load(subsets, "edu-3")
     assert edu3.column_names == FINEWEB_EDU.names
     assert {k: str(v.dtype) for k, v in edu3.features.items()} == {
-        f.name: {"double": "float64"}.get(str(f.type), str(f.type)) for f in FINEWEB_EDU}
+        f.name: {"double": "float64"}.get(str(f.type), str(f.type)) for f in FINEWEB_EDU
+    }
     assert not any(subsets.glob("*/*.parquet"))  # nothing left at the top of a subset folder
 
 
@@ -219,6 +270,9 @@ def test_fineweb_layout_makes_every_dump_one_folder_under_data(tmp_path):
         for i, dump in enumerate(["CC-MAIN-2024-10", "../../etc", None, "CC-MAIN-2024-10"]):
             writer.write(Document(text="t", id=str(i), metadata={"dump": dump, "score": 3.4, "int_score": 3}), rank=7)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
-    assert files == ["data/CC-MAIN-2024-10/000_00007.parquet", "data/_.._etc/000_00007.parquet",
-                     "data/unknown/000_00007.parquet"]  # a dump never escapes data/, a missing one is `unknown`
+    assert files == [
+        "data/CC-MAIN-2024-10/000_00007.parquet",
+        "data/_.._etc/000_00007.parquet",
+        "data/unknown/000_00007.parquet",
+    ]  # a dump never escapes data/, a missing one is `unknown`
     assert pq.read_table(tmp_path / files[0]).column("id").to_pylist() == ["0", "3"]

@@ -29,6 +29,8 @@ _EXPORTS = {
     "EduScorer": "winnow.blocks.scorers",
     "EduSubsetWriter": "winnow.blocks.writers",
     "FineWebParquetWriter": "winnow.blocks.writers",
+    "DocumentParquetWriter": "winnow.blocks.writers",
+    "ScoredParquetWriter": "winnow.blocks.writers",
     "ExcludedParquetWriter": "winnow.blocks.writers",
 }
 

@@ -50,8 +50,14 @@ def front_matter(stage: str, configs: list[tuple[str, str]], default: str | None
         "license": "odc-by",
         "pretty_name": f"winnow {stage}",
         "task_categories": ["text-generation"],
-        "configs": [{"config_name": name, **({"default": True} if name == default else {}),
-                     "data_files": [{"split": "train", "path": path}]} for name, path in configs],
+        "configs": [
+            {
+                "config_name": name,
+                **({"default": True} if name == default else {}),
+                "data_files": [{"split": "train", "path": path}],
+            }
+            for name, path in configs
+        ],
     }
 
 
@@ -77,16 +83,23 @@ def _breakdown(mapping: dict) -> str:
 
 
 def _counts(summary: dict) -> list[str]:
-    lines = ["| documents | count |", "|---|---:|", f"| read | {summary['read']:,} |",
-             f"| kept | {summary['kept']:,} |"]
+    lines = [
+        "| documents | count |",
+        "|---|---:|",
+        f"| read | {summary['read']:,} |",
+        f"| kept | {summary['kept']:,} |",
+    ]
     for name in EXCLUDED:
         mapping = summary.get(name, {})
         lines.append(f"| {name} | {total(mapping):,}{_breakdown(mapping)} |")
     subsets = summary.get("subsets", {})
     if subsets:
         lines += ["", "| subset | int_score ≥ | documents | tokens |", "|---|---:|---:|---:|"]
-        lines += [f"| `{name}` | {'any' if s['int_score_at_least'] is None else s['int_score_at_least']} | "
-                  f"{s['documents']:,} | {s['tokens']:,} |" for name, s in subsets.items()]
+        lines += [
+            f"| `{name}` | {'any' if s['int_score_at_least'] is None else s['int_score_at_least']} | "
+            f"{s['documents']:,} | {s['tokens']:,} |"
+            for name, s in subsets.items()
+        ]
     return lines + [""]
 
 
@@ -117,8 +130,10 @@ def _columns_section(configs: list[tuple[str, str]], files: dict) -> list[str]:
             continue
         extra = ", ".join(f"`{column}` ({kind})" for column, kind in columns if (column, kind) not in reference)
         listed = ", ".join(f"`{column}` ({kind})" for column, kind in columns)
-        lines += ["", f"`{name}`: the same columns plus {extra}." if set(reference) < set(columns) else
-                  f"`{name}`: {listed}."]
+        lines += [
+            "",
+            f"`{name}`: the same columns plus {extra}." if set(reference) < set(columns) else f"`{name}`: {listed}.",
+        ]
     return lines + [""]
 
 
@@ -126,10 +141,18 @@ def _loading(folder: str, configs: list[tuple[str, str]], default: str | None) -
     lines = ["## Loading", "", "```python", "from datasets import load_dataset", ""]
     if default:
         lines.append(f'documents = load_dataset("path/to/{folder}", split="train")  # the `{default}` config')
-    lines += [f'{name.replace("-", "_")} = load_dataset("path/to/{folder}", "{name}", split="train")'
-              for name, _ in configs if name != default][:1]
-    return lines + ["```", "", f"Uploaded as it is (`hf upload-large-folder <user>/<name> path/to/{folder} "
-                    "--repo-type=dataset`), the same configs work on the Hub and in its dataset viewer.", ""]
+    lines += [
+        f'{name.replace("-", "_")} = load_dataset("path/to/{folder}", "{name}", split="train")'
+        for name, _ in configs
+        if name != default
+    ][:1]
+    return lines + [
+        "```",
+        "",
+        f"Uploaded as it is (`hf upload-large-folder <user>/<name> path/to/{folder} "
+        "--repo-type=dataset`), the same configs work on the Hub and in its dataset viewer.",
+        "",
+    ]
 
 
 def card_text(stage_dir: str | os.PathLike, stage: str, config_file: str | None) -> str:
@@ -142,15 +165,27 @@ def card_text(stage_dir: str | os.PathLike, stage: str, config_file: str | None)
     default = kept[0] if kept[0] in files else None
     source = f"with the config `{config_file}`" if config_file else "without a config file"
     about = registry.get(stage).help
-    return "\n".join([
-        "---", yaml.safe_dump(front_matter(stage, configs, default), sort_keys=False, allow_unicode=True).rstrip(),
-        "---", "", f"# winnow {stage}", "",
-        f"{about[:1].upper()}{about[1:]}. Written by `winnow {stage}` {source}; the stage rewrites this card each time "
-        "it finishes.", "",
-        *_counts(summary), *_configs(configs, files, kept, default), *_columns_section(configs, files),
-        *_loading(folder.name, configs, default),
-        "## License", "", f"{LICENSE} (as FineWeb and FineWeb-Edu).", "",
-    ])
+    return "\n".join(
+        [
+            "---",
+            yaml.safe_dump(front_matter(stage, configs, default), sort_keys=False, allow_unicode=True).rstrip(),
+            "---",
+            "",
+            f"# winnow {stage}",
+            "",
+            f"{about[:1].upper()}{about[1:]}. Written by `winnow {stage}` {source}; the stage rewrites this card "
+            "each time it finishes.",
+            "",
+            *_counts(summary),
+            *_configs(configs, files, kept, default),
+            *_columns_section(configs, files),
+            *_loading(folder.name, configs, default),
+            "## License",
+            "",
+            f"{LICENSE} (as FineWeb and FineWeb-Edu).",
+            "",
+        ]
+    )
 
 
 def write_dataset_card(stage_dir: str | os.PathLike, stage: str, config_file: str | None = None) -> Path:

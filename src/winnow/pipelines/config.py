@@ -101,8 +101,10 @@ class ExecutorConfig(Section):
         for key, value in v.items():
             key, value = str(key).removeprefix("--"), "" if value is None else str(value)
             if not _SBATCH_OPTION.fullmatch(key) or not _SBATCH_VALUE.fullmatch(value):
-                raise ValueError(f"sbatch option {key!r}={value!r} holds a character that is not allowed "
-                                 "(option: lowercase letters, digits, -; value: letters, digits and _ . , : = / @ + -)")
+                raise ValueError(
+                    f"sbatch option {key!r}={value!r} holds a character that is not allowed "
+                    "(option: lowercase letters, digits, -; value: letters, digits and _ . , : = / @ + -)"
+                )
             checked[key] = value
         return checked
 
@@ -127,7 +129,12 @@ class FiltersConfig(Section):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     enabled: list[str] = Field(
         default_factory=lambda: [
-            "url", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"
+            "url",
+            "language",
+            "gopher_repetition",
+            "gopher_quality",
+            "c4_quality",
+            "fineweb_quality",
         ]
     )
     word_splitter: Literal["regex", "spacy"] = "regex"
@@ -350,11 +357,15 @@ class RunConfig(Section):
             folder = self.stage_dir(stage)
             if any(folder.glob("*.parquet")):
                 if require_finished and not (folder / "summary.json").is_file():
-                    raise ConfigError(f"{self.source_file}: {folder} is not finished (no summary.json); finish "
-                                      f"`winnow {stage}` first, or set {key}")
+                    raise ConfigError(
+                        f"{self.source_file}: {folder} is not finished (no summary.json); finish "
+                        f"`winnow {stage}` first, or set {key}"
+                    )
                 return folder
-        raise ConfigError(f"{self.source_file}: nothing to {command}: no *.parquet in {self.stage_dir('dedup')} or "
-                          f"{self.stage_dir('base')} (run `winnow base` first, or set {key})")
+        raise ConfigError(
+            f"{self.source_file}: nothing to {command}: no *.parquet in {self.stage_dir('dedup')} or "
+            f"{self.stage_dir('base')} (run `winnow base` first, or set {key})"
+        )
 
 
 def _apply_override(data: dict, assignment: str, source: str) -> None:

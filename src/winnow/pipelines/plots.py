@@ -1,4 +1,9 @@
-"""The funnel plot of a filtering stage: documents left after each step, and what each step removed."""
+"""The stages' own plots, written beside their summary.json (the report copies them):
+
+plot_funnel           base/funnel.png: documents left after each step, and what each step removed
+plot_cluster_sizes    dedup/cluster_sizes.png: kept documents by the size of their duplicate cluster
+plot_score_histogram  score/ and subsets/score_histogram.png: the classifier's scores, thresholds marked
+"""
 
 from __future__ import annotations
 
@@ -27,3 +32,36 @@ def plot_funnel(summary: dict, path: str | Path, title: str = "funnel") -> Path:
         ax.set_xlim(0, max(left + [1]) * 1.45)
         ax.set_title(title)
     return path
+
+
+def plot_cluster_sizes(summary: dict, path: str | Path) -> Path:
+    """Bars: kept documents by the size of their duplicate cluster (log scale), and what was removed."""
+    sizes = summary["cluster_sizes"]
+    with figure(path, figsize=(7, 3.5)) as (_, ax):
+        ax.bar(range(len(sizes)), list(sizes.values()), color="#4c72b0")
+        ax.set_xticks(range(len(sizes)), list(sizes), rotation=90 if len(sizes) > 20 else 0)
+        ax.set_yscale("log")
+        ax.set_xlabel("minhash_cluster_size")
+        ax.set_ylabel("kept documents")
+        removed = ", ".join(f"{k}: {v:,}" for k, v in summary["removed"].items()) or "nothing"
+        ax.set_title(f"dedup: {summary['read']:,} read, {summary['kept']:,} kept; removed {removed}", fontsize=9)
+    return Path(path)
+
+
+def plot_score_histogram(scored_dir: str | Path, png: str | Path, thresholds: list[int] = (2, 3, 4)) -> Path:
+    """Histogram of the `score` column of scored_dir/*.parquet, with the int_score thresholds marked."""
+    import pyarrow.parquet as pq
+
+    scores = []
+    for path in sorted(Path(scored_dir).glob("*.parquet")):
+        scores.extend(pq.read_table(path, columns=["score"]).column("score").to_pylist())
+    with figure(png, figsize=(5.5, 3.6)) as (_, ax):
+        low, high = min(-0.5, min(scores, default=0)), max(5.5, max(scores, default=5))
+        ax.hist(scores, bins=50, range=(low, high), color="#4477aa")
+        for t in thresholds:
+            ax.axvline(t - 0.5, color="#cc6677", linestyle="--", linewidth=1)
+            ax.text(t - 0.5, ax.get_ylim()[1] * 0.95, f" int_score≥{t}", fontsize=7, color="#cc6677", va="top")
+        ax.set_xlabel("educational score (classifier)")
+        ax.set_ylabel("documents")
+        ax.set_title(f"{len(scores)} scored documents")
+    return Path(png)

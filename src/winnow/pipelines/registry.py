@@ -45,7 +45,6 @@ class Stage:
     config_required: bool = True
     check_inputs: bool = False  # input.paths must match files when the config is loaded
     in_recipe: bool = True  # part of the whole-recipe run (`winnow demo`)
-    documents: bool = False  # the folder holds documents: it gets a dataset card (README.md with `configs:`)
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -123,7 +122,6 @@ register(
         "winnow.pipelines.stages.base",
         "WARC/JSONL/Parquet → extracted, filtered documents (FineWeb base)",
         check_inputs=True,
-        documents=True,
     )
 )
 register(
@@ -131,7 +129,6 @@ register(
         "dedup",
         "winnow.pipelines.stages.dedup",
         "exact + MinHash deduplication of base/",
-        documents=True,
     )
 )
 register(
@@ -157,7 +154,6 @@ register(
         "winnow.pipelines.stages.score",
         "score every document with the classifier (score, int_score columns)",
         config_required=False,
-        documents=True,
         old_folders=("scored",),
         arguments=(
             Arg(("--classifier",), {"help": "a saved classifier folder (default: <output_dir>/classifier)"}),
@@ -171,7 +167,6 @@ register(
         "subsets",
         "winnow.pipelines.stages.subsets",
         "threshold subsets (edu-2, edu-3, ...) from the scores",
-        documents=True,
     )
 )
 register(

@@ -39,6 +39,20 @@ def total(mapping) -> int:
     return int(mapping)
 
 
+def stage_summary(
+    read: int, kept: int, removed: dict | None = None, failed: dict | None = None, skipped: dict | None = None, **extra
+) -> dict:
+    """A stage's summary.json content: the accounting keys every stage has, first, then the stage's own."""
+    return {
+        "read": read,
+        "kept": kept,
+        "removed": removed or {},
+        "failed": failed or {},
+        "skipped": skipped or {},
+        **extra,
+    }
+
+
 def check_invariant(summary: dict) -> None:
     accounted = summary["kept"] + total(summary.get("removed", {})) + total(summary.get("failed", {}))
     if summary["read"] != accounted:

@@ -15,6 +15,16 @@ from winnow.blocks.writers.parquet import (
 )
 from winnow.blocks.writers.subsets import EduSubsetWriter
 
-__all__ = ["COLUMN_SETS", "FINEWEB_COLUMNS", "FINEWEB_EDU_COLUMNS", "LAYOUTS", "DocumentParquetWriter",
-           "EduSubsetWriter", "ExcludedParquetWriter", "FineWebParquetWriter", "ScoredParquetWriter",
-           "fineweb_edu_schema", "fineweb_schema"]
+__all__ = [
+    "COLUMN_SETS",
+    "FINEWEB_COLUMNS",
+    "FINEWEB_EDU_COLUMNS",
+    "LAYOUTS",
+    "DocumentParquetWriter",
+    "EduSubsetWriter",
+    "ExcludedParquetWriter",
+    "FineWebParquetWriter",
+    "ScoredParquetWriter",
+    "fineweb_edu_schema",
+    "fineweb_schema",
+]

@@ -16,8 +16,18 @@ from datatrove.pipeline.writers import ParquetWriter
 
 FINEWEB_COLUMNS = ["text", "id", "dump", "url", "date", "file_path", "language", "language_score", "token_count"]
 # FineWeb-Edu's published columns, in its order: FineWeb's without `date`, plus the classifier's score
-FINEWEB_EDU_COLUMNS = ["text", "id", "dump", "url", "file_path", "language", "language_score", "token_count", "score",
-                       "int_score"]
+FINEWEB_EDU_COLUMNS = [
+    "text",
+    "id",
+    "dump",
+    "url",
+    "file_path",
+    "language",
+    "language_score",
+    "token_count",
+    "score",
+    "int_score",
+]
 
 # layout name → (file name template, max_file_size in bytes; -1 = one file per task)
 LAYOUTS = {
@@ -37,9 +47,15 @@ def fineweb_schema(with_reason: bool = False):
     import pyarrow as pa
 
     fields = [
-        ("text", pa.string()), ("id", pa.string()), ("dump", pa.string()), ("url", pa.string()),
-        ("date", pa.string()), ("file_path", pa.string()), ("language", pa.string()),
-        ("language_score", pa.float64()), ("token_count", pa.int64()),
+        ("text", pa.string()),
+        ("id", pa.string()),
+        ("dump", pa.string()),
+        ("url", pa.string()),
+        ("date", pa.string()),
+        ("file_path", pa.string()),
+        ("language", pa.string()),
+        ("language_score", pa.float64()),
+        ("token_count", pa.int64()),
     ]
     if with_reason:
         fields.append(("filter_reason", pa.string()))
@@ -66,9 +82,13 @@ def fineweb_row(self, document) -> dict:
     """datatrove writer adapter: a Document → one flat row of the FineWeb schema (+ filter_reason if present)."""
     meta = document.metadata
     return {
-        "text": document.text, "id": _as_str(document.id), "dump": _as_str(meta.get("dump")),
-        "url": _as_str(meta.get("url")), "date": _as_str(meta.get("date")),
-        "file_path": _as_str(meta.get("file_path")), "language": _as_str(meta.get("language")),
+        "text": document.text,
+        "id": _as_str(document.id),
+        "dump": _as_str(meta.get("dump")),
+        "url": _as_str(meta.get("url")),
+        "date": _as_str(meta.get("date")),
+        "file_path": _as_str(meta.get("file_path")),
+        "language": _as_str(meta.get("language")),
         "language_score": _as(float, meta.get("language_score")),
         "token_count": _as(int, meta.get("token_count")),
         "filter_reason": _as_str(meta.get("filter_reason")),
@@ -107,8 +127,9 @@ class DocumentParquetWriter(ParquetWriter):
 
     def _get_output_filename(self, document, rank: int | str = 0, **kwargs) -> str:
         # the dump becomes a folder name: never a path of its own, never empty
-        return super()._get_output_filename(document, rank, **{"dump": dump_folder(document.metadata.get("dump")),
-                                                                 **kwargs})
+        return super()._get_output_filename(
+            document, rank, **{"dump": dump_folder(document.metadata.get("dump")), **kwargs}
+        )
 
 
 class FineWebParquetWriter(DocumentParquetWriter):
@@ -117,8 +138,9 @@ class FineWebParquetWriter(DocumentParquetWriter):
     name = "📒 Parquet (FineWeb schema)"
 
     def __init__(self, output_folder, layout: str = "flat", compression: str = "zstd", **kw):
-        super().__init__(output_folder, layout, compression=compression, adapter=_kept_row, schema=fineweb_schema(),
-                         **kw)
+        super().__init__(
+            output_folder, layout, compression=compression, adapter=_kept_row, schema=fineweb_schema(), **kw
+        )
 
 
 class ExcludedParquetWriter(ParquetWriter):
@@ -127,8 +149,15 @@ class ExcludedParquetWriter(ParquetWriter):
     name = "🗑 Parquet (removed)"
 
     def __init__(self, output_folder, output_filename: str = "${rank}.parquet", compression: str = "zstd", **kw):
-        super().__init__(output_folder, output_filename, compression=compression, adapter=fineweb_row,
-                         schema=fineweb_schema(with_reason=True), max_file_size=-1, **kw)
+        super().__init__(
+            output_folder,
+            output_filename,
+            compression=compression,
+            adapter=fineweb_row,
+            schema=fineweb_schema(with_reason=True),
+            max_file_size=-1,
+            **kw,
+        )
 
 
 class ScoredParquetWriter(DocumentParquetWriter):

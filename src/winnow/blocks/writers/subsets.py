@@ -17,8 +17,9 @@ class EduSubsetWriter(PipelineStep):
     name = "EduSubsetWriter"
     type = "WRITER"
 
-    def __init__(self, writers: dict[str, DiskWriter], thresholds: list[int],
-                 exclusion_writer: DiskWriter | None = None):
+    def __init__(
+        self, writers: dict[str, DiskWriter], thresholds: list[int], exclusion_writer: DiskWriter | None = None
+    ):
         """`writers` maps "all" and "edu-<t>" (for each threshold t) to a writer."""
         super().__init__()
         missing = [name for name in ["all"] + [f"edu-{t}" for t in thresholds] if name not in writers]

@@ -24,6 +24,7 @@ from pathlib import Path
 from winnow.errors import AccountingError, ConfigError
 from winnow.pipelines import registry
 from winnow.pipelines.config import RunConfig
+from winnow.pipelines.plots import plot_cluster_sizes
 from winnow.pipelines.report.ablations import write_ablation_report
 from winnow.pipelines.report.charts import plot_funnel_tokens
 from winnow.pipelines.report.data import (
@@ -205,8 +206,6 @@ def dedup_section(report: Report, cfg: RunConfig) -> None:
     if summary.get("cluster_sizes"):
         plot = dedup_dir / "cluster_sizes.png"
         if not plot.is_file():  # a run folder from before the dedup stage drew it
-            from winnow.pipelines.stages.dedup import plot_cluster_sizes
-
             plot = plot_cluster_sizes(summary, report.out_dir / "cluster_sizes.png")
         report.add("Kept documents by the size of the duplicate cluster they stand for (1: no duplicate found):", "")
         report.image(plot, "cluster_sizes.png", "cluster sizes")

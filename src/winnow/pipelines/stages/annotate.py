@@ -37,7 +37,7 @@ from winnow.errors import AccountingError
 from winnow.figures import figure
 from winnow.pipelines.config import AnnotatorConfig, ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, logging_dir, offline_environment
-from winnow.pipelines.summary import step_counters, write_summary
+from winnow.pipelines.summary import stage_summary, step_counters, write_summary
 
 STAGE = "annotate"  # <output_dir>/annotate/ (data, logs/, summary.json)
 STEP = "annotate"
@@ -361,11 +361,9 @@ def finalize(cfg: RunConfig) -> dict:
         "requested": len(requested),
         "scored": status["scored"],
         "unparseable": status["unparseable"],
-        "failed": status["failed"],
         # the common accounting: read = kept + Σremoved + Σfailed
-        "read": len(requested),
-        "kept": status["scored"],
-        "removed": {"unparseable": reasons["unparseable"]},
+        **stage_summary(len(requested), status["scored"], removed={"unparseable": reasons["unparseable"]}),
+        "failed": status["failed"],
         "reasons": reasons,
         "histogram": histogram,
         "parse_rate": round(status["scored"] / parsed_answers, 4) if parsed_answers else None,

@@ -14,9 +14,16 @@ import functools
 import os
 from pathlib import Path
 
+from winnow.blocks.extractors import EXTRACTORS, build_extractor
+from winnow.blocks.filters import FilterConfigError, build_filter, check_overrides
+from winnow.blocks.formatters import GPT2TokenCounter, PIIFormatter
+from winnow.blocks.readers import WebArchiveReader, document_reader
+from winnow.blocks.writers.parquet import ExcludedParquetWriter, FineWebParquetWriter
 from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, logging_dir, offline_environment
+from winnow.pipelines.plots import plot_funnel
+from winnow.pipelines.summary import stage_summary, step_counters, write_summary
 
 STAGE = "base"
 STEP = "base"
@@ -40,8 +47,6 @@ def input_paths_file(cfg: RunConfig) -> tuple[str, str]:
 
 
 def build_reader(cfg: RunConfig):
-    from winnow.blocks.readers import WebArchiveReader, document_reader
-
     root, listing = input_paths_file(cfg)
     common = dict(paths_file=listing, limit=cfg.input.limit, default_metadata={"dump": cfg.dump})
     if cfg.input.format == "warc":
@@ -51,11 +56,6 @@ def build_reader(cfg: RunConfig):
 
 def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
     """The stage's datatrove blocks, and for each its (role, name) so the summary can read the counters."""
-    from winnow.blocks.extractors import EXTRACTORS, build_extractor
-    from winnow.blocks.filters import FilterConfigError, build_filter, check_overrides
-    from winnow.blocks.formatters import GPT2TokenCounter, PIIFormatter
-    from winnow.blocks.writers.parquet import ExcludedParquetWriter, FineWebParquetWriter
-
     stage_dir = cfg.stage_dir(STAGE)
     overrides = cfg.filters.overrides()
     try:
@@ -65,8 +65,10 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
     except FilterConfigError as e:
         raise ConfigError(f"{cfg.source_file}: {e}") from None
     if cfg.input.format == "warc" and cfg.extract.extractor not in EXTRACTORS:
-        raise ConfigError(f"{cfg.source_file}: extract.extractor: unknown extractor {cfg.extract.extractor!r} "
-                          f"(known: {', '.join(EXTRACTORS)})")
+        raise ConfigError(
+            f"{cfg.source_file}: extract.extractor: unknown extractor {cfg.extract.extractor!r} "
+            f"(known: {', '.join(EXTRACTORS)})"
+        )
 
     def removed(name: str):
         return ExcludedParquetWriter(str(stage_dir / "removed" / name))
@@ -76,15 +78,22 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
         if "languages" in overrides.get("language", {}):
             prescreen.setdefault("languages", overrides["language"]["languages"])
         wanted = "language_prescreen" in cfg.filters.enabled or (
-            cfg.extract.extractor in SLOW_EXTRACTORS and "language" in cfg.filters.enabled)
+            cfg.extract.extractor in SLOW_EXTRACTORS and "language" in cfg.filters.enabled
+        )
         if wanted and prescreen.get("max_score", 1) > 0:
-            pipeline.append(build_filter("language_prescreen", prescreen,
-                                         exclusion_writer=removed("language_prescreen")))
+            pipeline.append(
+                build_filter("language_prescreen", prescreen, exclusion_writer=removed("language_prescreen"))
+            )
             roles.append(("filter", "language_prescreen"))
-        pipeline.append(build_extractor(cfg.extract.extractor, timeout=cfg.extract.timeout,
-                                        favour_precision=cfg.extract.favour_precision,
-                                        exclusion_writer=removed("extractor"),
-                                        failure_writer=ExcludedParquetWriter(str(stage_dir / "failed" / "extractor"))))
+        pipeline.append(
+            build_extractor(
+                cfg.extract.extractor,
+                timeout=cfg.extract.timeout,
+                favour_precision=cfg.extract.favour_precision,
+                exclusion_writer=removed("extractor"),
+                failure_writer=ExcludedParquetWriter(str(stage_dir / "failed" / "extractor")),
+            )
+        )
         roles.append(("extractor", "extractor"))
 
     # FineWeb's order: the URL filter first (cheap, on the record's url), then extraction, then the text filters
@@ -95,8 +104,11 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
     for name in cfg.filters.enabled:
         if name == "language_prescreen":  # placed by add_extractor, just before the extractor
             continue
-        pipeline.append(build_filter(name, overrides.get(name), exclusion_writer=removed(name),
-                                     word_splitter=cfg.filters.word_splitter))
+        pipeline.append(
+            build_filter(
+                name, overrides.get(name), exclusion_writer=removed(name), word_splitter=cfg.filters.word_splitter
+            )
+        )
         roles.append(("filter", name))
         if extract and name == "url":
             add_extractor()
@@ -112,12 +124,10 @@ def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:
 
 def summarize(log_dir: str, roles: list[tuple[str, str]]) -> dict:
     """summary.json's content from the step's datatrove stats: read, kept, removed, failed, skipped, funnel."""
-    from winnow.pipelines.summary import step_counters
-
     counters = [c for _, c in step_counters(log_dir)]
     if not counters:
         raise RuntimeError(f"no stats under {log_dir}: did the step run?")
-    summary = {"read": 0, "kept": 0, "removed": {}, "failed": {}, "skipped": {}, "decoded": {}, "funnel": []}
+    summary = stage_summary(0, 0, decoded={}, funnel=[])
     remaining = None
     for (role, name), counter in zip(roles, counters):
         failed = {k.removeprefix("failed_"): v for k, v in counter.items() if k.startswith("failed_")}
@@ -140,26 +150,31 @@ def summarize(log_dir: str, roles: list[tuple[str, str]]) -> dict:
         summary["failed"].update({f"{name}_{k}": v for k, v in failed.items()})
         if role in ("filter", "extractor"):
             remaining -= sum(dropped.values()) + sum(failed.values())
-            summary["funnel"].append({"step": name, "documents": remaining,
-                                      "removed": sum(dropped.values()), "failed": sum(failed.values())})
+            summary["funnel"].append(
+                {"step": name, "documents": remaining, "removed": sum(dropped.values()), "failed": sum(failed.values())}
+            )
     return summary
 
 
 def finalize(cfg: RunConfig, roles: list[tuple[str, str]]) -> dict:
     """Write summary.json (checking the invariant), funnel.png and the dataset card once every task has finished."""
-    from winnow.pipelines.plots import plot_funnel
-    from winnow.pipelines.summary import write_summary
-
     stage_dir = cfg.stage_dir(STAGE)
     summary = summarize(logging_dir(cfg, STAGE, STEP), roles)
-    summary = {"stage": STAGE, "config": cfg.source_file, "dump": cfg.dump,
-               "extractor": cfg.extract.extractor if cfg.input.format == "warc" else None, **summary}
+    summary = {
+        "stage": STAGE,
+        "config": cfg.source_file,
+        "dump": cfg.dump,
+        "extractor": cfg.extract.extractor if cfg.input.format == "warc" else None,
+        **summary,
+    }
     write_summary(stage_dir, summary)
     plot_funnel(summary, Path(stage_dir) / "funnel.png", title=f"{cfg.name}: base stage funnel")
     write_dataset_card(stage_dir, STAGE, cfg.source_file)
-    print(f"winnow base: read {summary['read']}, kept {summary['kept']}, "
-          f"removed {sum(sum(r.values()) for r in summary['removed'].values())}, "
-          f"failed {sum(summary['failed'].values())} → {stage_dir}")
+    print(
+        f"winnow base: read {summary['read']}, kept {summary['kept']}, "
+        f"removed {sum(sum(r.values()) for r in summary['removed'].values())}, "
+        f"failed {sum(summary['failed'].values())} → {stage_dir}"
+    )
     return summary
 
 

@@ -19,7 +19,7 @@ from winnow.classifiers.saved import resolve_device
 from winnow.classifiers.train import TrainSettings, _stratified_split, train
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import offline_environment
-from winnow.pipelines.summary import write_summary
+from winnow.pipelines.summary import stage_summary, write_summary
 
 
 def settings_from(cfg: RunConfig):
@@ -129,14 +129,12 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     skipped = dict(train_set.skipped)
     write_summary(
         out,
-        {
-            "read": len(train_set) + sum(skipped.values()),
-            "kept": len(train_set),
-            "removed": {"unusable_label": skipped},
-            "failed": {},
-            "skipped": {},
-            "eval": {k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")},
-        },
+        stage_summary(
+            read=len(train_set) + sum(skipped.values()),
+            kept=len(train_set),
+            removed={"unusable_label": skipped},
+            eval={k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")},
+        ),
     )
     return {**about, "metrics": metrics, "learning_curve": curve}
 

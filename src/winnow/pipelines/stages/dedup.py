@@ -20,9 +20,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from winnow.blocks.dedup.clusters import DuplicateClusters
+from winnow.blocks.dedup.datasketch import DatasketchDedup, refusal_message
+from winnow.blocks.dedup.filter import DedupParquetWriter, DuplicateFilter
+from winnow.blocks.dedup.minhash import MinhashSignatures
 from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch
+from winnow.pipelines.execution.queue import output_final
+from winnow.pipelines.plots import plot_cluster_sizes
+from winnow.pipelines.summary import stage_summary, step_counters, write_summary
 
 STAGE = "dedup"
 SOURCE = "base"
@@ -33,8 +40,13 @@ def minhash_config(cfg: RunConfig):
     from datatrove.utils.hashing import HashConfig
 
     p = cfg.dedup.minhash
-    return MinhashConfig(n_grams=p.n_grams, num_buckets=p.num_buckets, hashes_per_bucket=p.hashes_per_bucket,
-                         seed=p.seed, hash_config=HashConfig(precision=p.hash_bits, hash_fc="xxhash"))
+    return MinhashConfig(
+        n_grams=p.n_grams,
+        num_buckets=p.num_buckets,
+        hashes_per_bucket=p.hashes_per_bucket,
+        seed=p.seed,
+        hash_config=HashConfig(precision=p.hash_bits, hash_fc="xxhash"),
+    )
 
 
 def exact_config():
@@ -59,41 +71,80 @@ def n_tasks(cfg: RunConfig) -> int:
 def build_steps(cfg: RunConfig) -> list[Step]:
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
-    from winnow.blocks.dedup.clusters import DuplicateClusters
-    from winnow.blocks.dedup.datasketch import DatasketchDedup
-    from winnow.blocks.dedup.filter import DedupParquetWriter, DuplicateFilter
-    from winnow.blocks.dedup.minhash import MinhashSignatures
-
     d, stage_dir = cfg.dedup, cfg.stage_dir(STAGE)
     work, tasks, config = str(stage_dir / "work"), n_tasks(cfg), minhash_config(cfg)
     steps = []
     if d.engine == "datatrove":
-        steps.append(Step("signatures", [base_reader(cfg), MinhashSignatures(
-            work, config=config, language=d.minhash.language, scope=d.scope, exact=d.exact)], tasks))
-        steps.append(Step("buckets", [MinhashDedupBuckets(f"{work}/signatures", f"{work}/pairs", config=config)],
-                          config.num_buckets * d.bucket_workers))
+        steps.append(
+            Step(
+                "signatures",
+                [
+                    base_reader(cfg),
+                    MinhashSignatures(work, config=config, language=d.minhash.language, scope=d.scope, exact=d.exact),
+                ],
+                tasks,
+            )
+        )
+        steps.append(
+            Step(
+                "buckets",
+                [MinhashDedupBuckets(f"{work}/signatures", f"{work}/pairs", config=config)],
+                config.num_buckets * d.bucket_workers,
+            )
+        )
         pair_folders = ["pairs"]
         if d.exact:
-            steps.append(Step("exact_buckets", [MinhashDedupBuckets(f"{work}/exact", f"{work}/exact_pairs",
-                                                                    config=exact_config())], d.bucket_workers))
+            steps.append(
+                Step(
+                    "exact_buckets",
+                    [MinhashDedupBuckets(f"{work}/exact", f"{work}/exact_pairs", config=exact_config())],
+                    d.bucket_workers,
+                )
+            )
             pair_folders.append("exact_pairs")
         steps.append(Step("clusters", [DuplicateClusters(work, pair_folders, exact=d.exact)], 1))
     else:
-        steps.append(Step("datasketch", [DatasketchDedup(
-            base_reader(cfg), work, tasks, config=config, language=d.minhash.language, scope=d.scope, exact=d.exact,
-            max_documents=d.max_documents_in_memory)], 1))
+        steps.append(
+            Step(
+                "datasketch",
+                [
+                    DatasketchDedup(
+                        base_reader(cfg),
+                        work,
+                        tasks,
+                        config=config,
+                        language=d.minhash.language,
+                        scope=d.scope,
+                        exact=d.exact,
+                        max_documents=d.max_documents_in_memory,
+                    )
+                ],
+                1,
+            )
+        )
     base = str(cfg.stage_dir(SOURCE))
     removed = DedupParquetWriter(str(stage_dir / "removed"), base, removed=True)
-    steps.append(Step("filter", [base_reader(cfg), DuplicateFilter(work, removed),
-                                 DedupParquetWriter(str(stage_dir), base)], tasks))
+    steps.append(
+        Step(
+            "filter",
+            [base_reader(cfg), DuplicateFilter(work, removed), DedupParquetWriter(str(stage_dir), base)],
+            tasks,
+        )
+    )
     return steps
 
 
 def settings(cfg: RunConfig) -> dict:
     """What the work folder depends on: a re-run with other values would mix incompatible files."""
     d = cfg.dedup
-    return {"engine": d.engine, "scope": d.scope, "exact": d.exact, "minhash": d.minhash.model_dump(),
-            "tasks": n_tasks(cfg), "bucket_workers": d.bucket_workers}
+    return {
+        "engine": d.engine,
+        "scope": d.scope,
+        "exact": d.exact,
+        "minhash": d.minhash.model_dump(),
+        "tasks": n_tasks(cfg),
+        "bucket_workers": d.bucket_workers,
+    }
 
 
 def check_work_settings(cfg: RunConfig) -> None:
@@ -103,8 +154,10 @@ def check_work_settings(cfg: RunConfig) -> None:
         found = json.loads(path.read_text())
         if found != wanted:
             changed = ", ".join(k for k in wanted if found.get(k) != wanted[k])
-            raise ConfigError(f"{cfg.source_file}: dedup settings changed since {path.parent} was made ({changed}); "
-                              f"delete {cfg.stage_dir(STAGE)} to start over, or restore them to resume")
+            raise ConfigError(
+                f"{cfg.source_file}: dedup settings changed since {path.parent} was made ({changed}); "
+                f"delete {cfg.stage_dir(STAGE)} to start over, or restore them to resume"
+            )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(wanted, indent=2) + "\n")
@@ -116,15 +169,15 @@ def check_base_unchanged(cfg: RunConfig) -> None:
     if not base_files:
         return  # on Slurm the base stage may still be queued
     if cfg.executor.kind == "slurm":
-        from winnow.pipelines.execution.queue import output_final
-
         if not output_final(cfg, SOURCE):
             return  # base is still queued or being relaunched on Slurm: its files are not final yet
     path = cfg.stage_dir(STAGE) / "work" / "base_files.json"
     listing = {p.name: p.stat().st_size for p in base_files}
     if path.is_file() and json.loads(path.read_text()) != listing:
-        raise ConfigError(f"{cfg.source_file}: {cfg.stage_dir(SOURCE)} changed since the dedup of "
-                          f"{cfg.stage_dir(STAGE)} was computed; delete {cfg.stage_dir(STAGE)} and run again")
+        raise ConfigError(
+            f"{cfg.source_file}: {cfg.stage_dir(SOURCE)} changed since the dedup of "
+            f"{cfg.stage_dir(STAGE)} was computed; delete {cfg.stage_dir(STAGE)} and run again"
+        )
     path.write_text(json.dumps(listing, indent=2) + "\n")
 
 
@@ -151,8 +204,6 @@ def fineweb2_upsampling(cluster_size: int) -> int:
 def summarize(stage_dir: str, base_dir: str) -> dict:
     import pyarrow.parquet as pq
 
-    from winnow.pipelines.summary import step_counters
-
     stage = Path(stage_dir)
     counters = step_counters(stage / "logs" / "filter")  # reader, DuplicateFilter, writer
     if len(counters) < 2:
@@ -160,7 +211,7 @@ def summarize(stage_dir: str, base_dir: str) -> dict:
     counts = counters[1][1]
     removed = {reason: counts[reason] for reason in ("exact_duplicate", "minhash_duplicate") if counts.get(reason)}
     read = base_rows(Path(base_dir))
-    summary = {"read": read, "kept": counts["forwarded"], "removed": removed, "failed": {}, "skipped": {}}
+    summary = stage_summary(read, counts["forwarded"], removed=removed)
     if read != counts["total"]:  # datatrove's reader drops documents with an empty text
         summary["failed"]["empty_text_not_read"] = read - counts["total"]
     sizes: Counter = Counter()
@@ -176,31 +227,7 @@ def summarize(stage_dir: str, base_dir: str) -> dict:
     return summary
 
 
-def plot_cluster_sizes(summary: dict, path: Path) -> Path:
-    """Bars: kept documents by the size of their duplicate cluster (log scale), and what was removed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = summary["cluster_sizes"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(range(len(sizes)), list(sizes.values()), color="#4c72b0")
-    ax.set_xticks(range(len(sizes)), list(sizes), rotation=90 if len(sizes) > 20 else 0)
-    ax.set_yscale("log")
-    ax.set_xlabel("minhash_cluster_size")
-    ax.set_ylabel("kept documents")
-    removed = ", ".join(f"{k}: {v:,}" for k, v in summary["removed"].items()) or "nothing"
-    ax.set_title(f"dedup: {summary['read']:,} read, {summary['kept']:,} kept; removed {removed}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def finalize(stage_dir: str, base_dir: str, settings_: dict, config_file: str | None = None) -> dict:
-    from winnow.pipelines.summary import write_summary
-
     summary = summarize(stage_dir, base_dir)
     summary["settings"] = settings_
     write_summary(stage_dir, summary)
@@ -215,14 +242,16 @@ def run(cfg: RunConfig, args=None) -> int:
         if not any(base_dir.glob("*.parquet")):
             raise ConfigError(f"{cfg.source_file}: no base output in {base_dir}: run `winnow base` (make base) first")
         if cfg.dedup.engine == "datasketch":
-            from winnow.blocks.dedup.datasketch import refusal_message
-
             rows = base_rows(base_dir)
             if rows > cfg.dedup.max_documents_in_memory:
                 raise ConfigError(f"{cfg.source_file}: {refusal_message(rows, cfg.dedup.max_documents_in_memory)}")
     check_work_settings(cfg)
     check_base_unchanged(cfg)
     stage_dir = cfg.stage_dir(STAGE)
-    launch(cfg, STAGE, build_steps(cfg),
-           functools.partial(finalize, str(stage_dir), str(base_dir), settings(cfg), cfg.source_file))
+    launch(
+        cfg,
+        STAGE,
+        build_steps(cfg),
+        functools.partial(finalize, str(stage_dir), str(base_dir), settings(cfg), cfg.source_file),
+    )
     return 0

@@ -1,8 +1,8 @@
 """`winnow score`: every document gets `score` and `int_score` from the saved classifier, once.
 
 With a config: reads the run's latest of `<output_dir>/dedup/` or `base/` (or `score.source`) and writes
-`<output_dir>/scored/*.parquet` (the input's columns + score, int_score), documents it cannot score to
-`scored/removed/unscorable/` (with `filter_reason`), summary.json and score_histogram.png.
+`<output_dir>/score/*.parquet` (the input's columns + score, int_score), documents it cannot score to
+`score/removed/unscorable/` (with `filter_reason`), summary.json and score_histogram.png.
 Without one: `winnow score --classifier DIR --input FILES... --output DIR` scores any JSONL/Parquet files.
 """
 
@@ -14,9 +14,13 @@ import os
 import sys
 from pathlib import Path
 
+from winnow.blocks.scorers import EduScorer
+from winnow.classifiers.saved import EduClassifier
 from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
+from winnow.pipelines.plots import plot_score_histogram
+from winnow.pipelines.summary import stage_summary, step_counters, write_summary
 
 STAGE = "score"
 
@@ -35,13 +39,11 @@ def source_folder(cfg: RunConfig) -> Path:
     return cfg.documents_source(cfg.score.source, "score.source", "score", require_finished=False)
 
 
-def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig,
-                  tasks: int) -> list[Step]:
+def scoring_steps(
+    readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig, tasks: int
+) -> list[Step]:
     """One datatrove step per reader: read → EduScorer → Parquet writer (metadata as flat columns)."""
     from datatrove.pipeline.writers import ParquetWriter
-
-    from winnow.blocks.scorers import EduScorer
-    from winnow.classifiers.saved import EduClassifier
 
     workers = cfg.executor.workers if cfg.executor.workers > 0 else tasks
     threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, tasks)))
@@ -49,9 +51,17 @@ def scoring_steps(readers: list[tuple[str, object]], out: Path, classifier: str,
     for name, reader in readers:
         prefix = "" if len(readers) == 1 else f"{name}-"
         scorer = EduScorer(
-            classifier, EduClassifier.load, batch_size=cfg.score.batch_size, device=cfg.score.device, threads=threads,
-            exclusion_writer=ParquetWriter(str(out / "removed" / "unscorable"), f"{prefix}${{rank}}.parquet",
-                                           expand_metadata=True, max_file_size=-1),
+            classifier,
+            EduClassifier.load,
+            batch_size=cfg.score.batch_size,
+            device=cfg.score.device,
+            threads=threads,
+            exclusion_writer=ParquetWriter(
+                str(out / "removed" / "unscorable"),
+                f"{prefix}${{rank}}.parquet",
+                expand_metadata=True,
+                max_file_size=-1,
+            ),
         )
         writer = ParquetWriter(str(out), f"{prefix}${{rank}}.parquet", expand_metadata=True, max_file_size=-1)
         steps.append(Step(name=f"score-{name}" if prefix else "score", pipeline=[reader, scorer, writer], tasks=tasks))
@@ -62,8 +72,6 @@ def finalize(stage_dir: str, step_names: list[str], classifier: str, config_file
     """summary.json (read = scored + unscorable), score_histogram.png and the dataset card."""
     from collections import Counter
 
-    from winnow.pipelines.summary import step_counters, write_summary
-
     counts = Counter()
     for name in step_names:
         for block, counter in step_counters(Path(stage_dir) / "logs" / name):
@@ -71,38 +79,19 @@ def finalize(stage_dir: str, step_names: list[str], classifier: str, config_file
                 counts.update(counter)
     unscorable = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("unscorable/")}
     histogram = {int(k.split("/", 1)[1]): v for k, v in counts.items() if k.startswith("int_score/")}
-    write_summary(stage_dir, {
-        "read": counts["documents"], "kept": counts["scored"], "removed": {"unscorable": unscorable},
-        "failed": {}, "skipped": {}, "classifier": classifier, "classifier_sha256": classifier_fingerprint(classifier),
-        "int_score_histogram": {k: histogram[k] for k in sorted(histogram)},
-    })
+    write_summary(
+        stage_dir,
+        stage_summary(
+            counts["documents"],
+            counts["scored"],
+            removed={"unscorable": unscorable},
+            classifier=classifier,
+            classifier_sha256=classifier_fingerprint(classifier),
+            int_score_histogram={k: histogram[k] for k in sorted(histogram)},
+        ),
+    )
     plot_score_histogram(stage_dir, Path(stage_dir) / "score_histogram.png")
     write_dataset_card(stage_dir, STAGE, config_file)
-
-
-def plot_score_histogram(scored_dir: str, png: Path, thresholds: list[int] = (2, 3, 4)) -> None:
-    """Histogram of the `score` column of scored_dir/*.parquet, with the int_score thresholds marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pyarrow.parquet as pq
-
-    scores = []
-    for path in sorted(Path(scored_dir).glob("*.parquet")):
-        scores.extend(pq.read_table(path, columns=["score"]).column("score").to_pylist())
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.hist(scores, bins=50, range=(min(-0.5, min(scores, default=0)), max(5.5, max(scores, default=5))),
-            color="#4477aa")
-    for t in thresholds:
-        ax.axvline(t - 0.5, color="#cc6677", linestyle="--", linewidth=1)
-        ax.text(t - 0.5, ax.get_ylim()[1] * 0.95, f" int_score≥{t}", fontsize=7, color="#cc6677", va="top")
-    ax.set_xlabel("educational score (classifier)")
-    ax.set_ylabel("documents")
-    ax.set_title(f"{len(scores)} scored documents")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
 
 
 def classifier_fingerprint(classifier: str) -> str:
@@ -117,8 +106,10 @@ def _refuse_mixing_classifiers(out: Path, classifier: str) -> None:
     marker = out / "classifier.sha256"
     current = classifier_fingerprint(classifier)
     if marker.exists() and marker.read_text().strip() != current:
-        raise ConfigError(f"{out} holds scores from another classifier (config.json changed since); "
-                          f"delete {out} to re-score with {classifier}")
+        raise ConfigError(
+            f"{out} holds scores from another classifier (config.json changed since); "
+            f"delete {out} to re-score with {classifier}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(current + "\n")
 
@@ -137,9 +128,20 @@ def _readers_for(files: list[str], text_key: str = "text", id_key: str = "id") -
     for kind, paths in sorted(groups.items()):
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
         reader_cls = ParquetReader if kind == "parquet" else JsonlReader
-        readers.append((kind, reader_cls(root, glob_pattern=None, recursive=True, adapter=keep_empty_text,
-                                         text_key=text_key, id_key=id_key,
-                                         paths_file=_paths_file(paths, root))))
+        readers.append(
+            (
+                kind,
+                reader_cls(
+                    root,
+                    glob_pattern=None,
+                    recursive=True,
+                    adapter=keep_empty_text,
+                    text_key=text_key,
+                    id_key=id_key,
+                    paths_file=_paths_file(paths, root),
+                ),
+            )
+        )
     return readers
 
 
@@ -180,17 +182,24 @@ def run(cfg: RunConfig | None, args) -> int:
         files = sorted(source.glob("*.parquet"))
         out, run_cfg, stage = cfg.stage_dir(STAGE), cfg, STAGE
         tasks = min(len(files), cfg.score.tasks or cfg.executor.tasks)
-        readers = [("parquet", ParquetReader(str(source), glob_pattern="*.parquet", recursive=False,
-                                             adapter=keep_empty_text))]
+        readers = [
+            ("parquet", ParquetReader(str(source), glob_pattern="*.parquet", recursive=False, adapter=keep_empty_text))
+        ]
     if not (Path(classifier) / "config.json").exists():
         raise ConfigError(f"no saved classifier at {classifier}; run `winnow train-classifier` or pass --classifier")
     classifier = str(Path(classifier).resolve())
     _refuse_mixing_classifiers(out, classifier)
     steps = scoring_steps(readers, out, classifier, run_cfg, tasks)
-    launch(run_cfg, stage, steps,
-           functools.partial(finalize, str(out), [s.name for s in steps], classifier, cfg.source_file))
+    launch(
+        run_cfg,
+        stage,
+        steps,
+        functools.partial(finalize, str(out), [s.name for s in steps], classifier, cfg.source_file),
+    )
     summary = __import__("json").loads((out / "summary.json").read_text())
-    print(f"winnow: score: {summary['kept']} of {summary['read']} documents scored, "
-          f"{sum(summary['removed']['unscorable'].values())} unscorable {summary['removed']['unscorable']} → {out}/",
-          file=sys.stderr)
+    print(
+        f"winnow: score: {summary['kept']} of {summary['read']} documents scored, "
+        f"{sum(summary['removed']['unscorable'].values())} unscorable {summary['removed']['unscorable']} → {out}/",
+        file=sys.stderr,
+    )
     return 0
