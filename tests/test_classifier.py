@@ -122,7 +122,7 @@ def test_evaluate_reports_fineweb_edu_metrics_and_writes_the_report(tmp_path):
 
 
 def test_two_embedding_caches_on_one_folder_keep_each_others_vectors(tmp_path, llama3):
-    """train-classifier holds one cache while train() writes through another; neither may lose the other's rows.
+    """the classifier stage holds one cache while train() writes through another; neither may lose the other's rows.
     (The encoder here is a cheap stand-in — character statistics — because only the cache is under test.)"""
 
     def encode(texts):

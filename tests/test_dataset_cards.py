@@ -1,6 +1,6 @@
 """Stage folders are Hugging Face datasets: `datasets.load_dataset(<run>/<stage>)` reads only the kept documents,
 `removed` / `failed` / each subset are configs of their own, offline. Real WARC shards through `winnow base` and
-`winnow dedup`; real Llama-3-labelled FineWeb texts through train-classifier (fastText) → score → subsets, then the
+`winnow dedup`; real Llama-3-labelled FineWeb texts through the classifier stage (fastText) → score → subsets, then the
 subsets again in FineWeb's layout with FineWeb-Edu's columns."""
 
 import gzip
@@ -167,7 +167,7 @@ def base_shard(docs: list[dict], path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def edu_run(shared_data, tmp_path_factory) -> Path:
-    """train-classifier (fastText on the Llama-3 labels) → score → subsets; then subsets again from the same
+    """classifier (fastText on the Llama-3 labels) → score → subsets; then subsets again from the same
     scores with `output.layout: fineweb` and `output.columns: fineweb-edu` into a second run folder."""
     root = tmp_path_factory.mktemp("edu")
     labels = shared_data / "annotations" / "fineweb-edu-llama3"
@@ -190,7 +190,7 @@ def edu_run(shared_data, tmp_path_factory) -> Path:
     (root / "run" / "base").mkdir(parents=True)
     base_shard(docs[:60], root / "run" / "base" / "00000.parquet")
     base_shard(docs[60:] + [{"id": "empty", "text": ""}], root / "run" / "base" / "00001.parquet")
-    for stage in ("train-classifier", "score", "subsets"):
+    for stage in ("classifier", "score", "subsets"):
         assert winnow([stage, "-c", config]) == 0
     assert (
         winnow(

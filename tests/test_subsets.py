@@ -1,5 +1,5 @@
 """The whole educational-quality path on a small run folder, through the `winnow` command:
-train-classifier (fastText, real Llama-3 labels) → score (base/ Parquet of real FineWeb documents) → subsets."""
+classifier (fastText, real Llama-3 labels) → score (base/ Parquet of real FineWeb documents) → subsets."""
 
 import argparse
 import gzip
@@ -58,7 +58,7 @@ def run(shared_data, tmp_path_factory):
     base_shard(docs[:80], root / "run" / "base" / "00000.parquet")
     base_shard(docs[80:] + [{"id": "empty", "text": ""}], root / "run" / "base" / "00001.parquet")
     cfg = str(root / "run.yaml")
-    assert winnow(["train-classifier", "-c", cfg]) == 0
+    assert winnow(["classifier", "-c", cfg]) == 0
     assert winnow(["score", "-c", cfg]) == 0
     assert winnow(["subsets", "-c", cfg]) == 0
     return root / "run", cfg, docs

@@ -1,7 +1,7 @@
 """Label sets for the educational-quality classifier: documents with an integer score 0–5.
 
 A label source is a JSONL(.gz) or Parquet file, or a folder of them (the annotation stage writes
-`<output_dir>/annotations/*.parquet` with `text` and `score`). The score field may be nested, written
+`<output_dir>/annotate/*.parquet` with `text` and `score`). The score field may be nested, written
 with dots: the shared FineWeb-Edu Llama-3 files keep the label in `scores.score`. Rows whose label is
 missing or outside 0–5 (an annotation the LLM answered without a score) are counted, never guessed.
 """

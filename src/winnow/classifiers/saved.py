@@ -102,9 +102,7 @@ class EduClassifier:
     def load(cls, folder: str | Path, device: str = "cpu", batch_size: int | None = None) -> EduClassifier:
         folder = Path(folder)
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(
-                f"{folder} is not a saved classifier (no config.json); run `winnow train-classifier`"
-            )
+            raise FileNotFoundError(f"{folder} is not a saved classifier (no config.json); run `winnow classifier`")
         config = json.loads((folder / "config.json").read_text())
         if config.get("format") != FORMAT:
             raise ValueError(f"{folder}: unknown classifier format {config.get('format')!r}")

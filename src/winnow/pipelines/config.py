@@ -276,7 +276,7 @@ class OutputConfig(Section):
 class AblationSource(Section):
     """One data variant to compare: a subset folder (its *.parquet) or a JSONL/Parquet file or glob."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes <output_dir>/ablations/<name>/
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes <output_dir>/ablate/<name>/
     data: str
     text_key: str = "text"
 

@@ -41,7 +41,7 @@ def int_score(score: float) -> int:
 
 
 class EduScorer(PipelineStep):
-    """Batches documents through a saved classifier (a `winnow train-classifier` folder).
+    """Batches documents through a saved classifier (a `winnow classifier` folder).
 
     `load_classifier(folder, device, batch_size)` returns an object whose `predict(texts)` gives one float per
     text (winnow's is `winnow.classifiers.saved.EduClassifier.load`); it is passed in so that this block depends on

@@ -1,4 +1,4 @@
-"""`winnow train-classifier`: train, evaluate and save the educational-quality classifier.
+"""`winnow classifier`: train, evaluate and save the educational-quality classifier.
 
 Reads `classifier.labels` (default: the annotation stage's `<output_dir>/annotations/`), trains the
 configured backbone, evaluates it on `classifier.eval_labels` (default: a stratified 20 % held out of
@@ -69,18 +69,18 @@ def load_label_sets(cfg: RunConfig):
 
 
 def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
-    """Everything `winnow train-classifier` does; returns eval.json's content."""
+    """Everything `winnow classifier` does; returns eval.json's content."""
     settings = settings_from(cfg)
     out = output_folder(cfg)
     train_set, eval_set = load_label_sets(cfg)
     log(
-        f"winnow: train-classifier: {settings.backbone} on {len(train_set)} labels {train_set.histogram()}, "
+        f"winnow: classifier: {settings.backbone} on {len(train_set)} labels {train_set.histogram()}, "
         f"evaluating on {len(eval_set)}"
     )
     classes = [k for k, n in train_set.histogram().items() if n]
     if len(classes) < 2:
         log(
-            f"winnow: train-classifier: warning: every label is {classes[0]}; the classifier cannot learn to rank "
+            f"winnow: classifier: warning: every label is {classes[0]}; the classifier cannot learn to rank "
             f"(an annotator that gives one score to everything, e.g. the embedded SmolLM2 default)"
         )
     cache = (
@@ -145,7 +145,7 @@ def run(cfg: RunConfig, args) -> int:
     m = report["metrics"]
     out = output_folder(cfg)
     print(
-        f"winnow: train-classifier: {report['backbone']}: F1@3 {m['f1']:.3f} (P {m['precision']:.3f} / "
+        f"winnow: classifier: {report['backbone']}: F1@3 {m['f1']:.3f} (P {m['precision']:.3f} / "
         f"R {m['recall']:.3f}), macro-F1 {m['macro_f1']:.3f}, Spearman {m['spearman']:.3f}, n={m['n']} "
         f"→ {out}/ (eval.md, confusion_matrix.png, learning_curve.png)",
         file=sys.stderr,

@@ -186,7 +186,7 @@ def run(cfg: RunConfig | None, args) -> int:
             ("parquet", ParquetReader(str(source), glob_pattern="*.parquet", recursive=False, adapter=keep_empty_text))
         ]
     if not (Path(classifier) / "config.json").exists():
-        raise ConfigError(f"no saved classifier at {classifier}; run `winnow train-classifier` or pass --classifier")
+        raise ConfigError(f"no saved classifier at {classifier}; run `winnow classifier` or pass --classifier")
     classifier = str(Path(classifier).resolve())
     _refuse_mixing_classifiers(out, classifier)
     steps = scoring_steps(readers, out, classifier, run_cfg, tasks)

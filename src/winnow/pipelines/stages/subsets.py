@@ -1,10 +1,10 @@
 """`winnow subsets`: FineWeb-Edu style threshold subsets of the scored documents; selection only, never re-scoring.
 
-Reads `<output_dir>/scored/*.parquet` and writes `<output_dir>/subsets/all/` and `subsets/edu-<t>/` for each
+Reads `<output_dir>/score/*.parquet` and writes `<output_dir>/subsets/all/` and `subsets/edu-<t>/` for each
 threshold in `subsets.thresholds` (documents with `int_score >= t`), as Parquet with the input's columns
 (text, id, url, ..., token_count, score, int_score). summary.json gives documents and tokens per subset;
 score_histogram.png shows where the thresholds cut. Documents `winnow score` could not score are not in
-scored/ at all: they sit in scored/removed/unscorable/ with their reason and are repeated in the summary.
+score/ at all: they sit in score/removed/unscorable/ with their reason and are repeated in the summary.
 """
 
 from __future__ import annotations
