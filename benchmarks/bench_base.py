@@ -95,11 +95,11 @@ def run_once(name: str, pipeline: list, out: Path, data: Path) -> dict:
     """One task on one core; returns documents read, kept ids, CPU and wall seconds."""
     from datatrove.executor import LocalPipelineExecutor
 
-    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    cpu0, wall0 = cpu_seconds(children=True), time.perf_counter()
     LocalPipelineExecutor(
         pipeline=pipeline, tasks=1, workers=1, logging_dir=str(out / "logs"), skip_completed=False
     ).run()
-    cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
+    cpu, wall = cpu_seconds(children=True) - cpu0, time.perf_counter() - wall0
     stats = json.loads((out / "logs" / "stats.json").read_text())
     read = stats[0]["stats"]["documents"]["total"]
     return {"name": name, "read": read, "kept_ids": kept_ids(data), "cpu_s": cpu, "wall_s": wall}

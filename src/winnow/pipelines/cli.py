@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from winnow import __version__
@@ -28,19 +27,12 @@ from winnow.pipelines.execution import offline_environment
 
 @dataclass(frozen=True)
 class Command:
-    """A command that is not a stage: `module.main(args)` (no config) or `module.run(cfg, args)` (with one)."""
+    """A command that is not a stage: its module has `add_arguments(parser)` and `main(args)` (no config) or
+    `run(cfg, args)` (with one)."""
 
     module: str
     help: str
     with_config: bool
-
-
-def _status_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stage", help="only this stage")
-
-
-def _demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="WARC files (glob) to use instead of the config's input.paths")
 
 
 COMMANDS = {
@@ -50,10 +42,6 @@ COMMANDS = {
     "eval-extract": Command(
         "winnow.pipelines.tools.eval_extract", "score extractors against trafilatura's ground truth", False
     ),
-}
-COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "status": _status_arguments,
-    "demo": _demo_arguments,
 }
 
 
@@ -80,10 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=command.help)
         if command.with_config:
             _config_arguments(p)
-        if name in COMMAND_ARGUMENTS:
-            COMMAND_ARGUMENTS[name](p)
-        elif not command.with_config:
-            importlib.import_module(command.module).add_arguments(p)
+        importlib.import_module(command.module).add_arguments(p)
     sub.add_parser("stages", help="print the stage names in order, one per line")
     return parser
 

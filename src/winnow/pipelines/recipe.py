@@ -21,6 +21,10 @@ from winnow.pipelines.config import RunConfig
 from winnow.pipelines.summary import check_invariant, total
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="WARC files (glob) to use instead of the config's input.paths")
+
+
 def run(cfg: RunConfig, args: argparse.Namespace) -> int:
     if getattr(args, "data", None):
         cfg.input.paths = [args.data]

@@ -33,6 +33,10 @@ TAIL_LINES = 12  # of the task's log
 SLURM_TAIL_LINES = 4  # of Slurm's error lines, after the task's log
 
 
+def add_arguments(p) -> None:
+    p.add_argument("--stage", help="only this stage")
+
+
 def run(cfg: RunConfig, args) -> int:
     out = Path(cfg.output_dir)
     print(f"run {cfg.name}: {out}")
