@@ -16,7 +16,7 @@ import torch
 from datatrove.executor import LocalPipelineExecutor
 
 from winnow.proxy.tokenize import sample_texts, tokenize_pipeline, train_corpus_bpe
-from winnow.proxy.train import TrainConfig, lr_at, train
+from winnow.proxy.train import TrainConfig, lr_at, main, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # a deliberately small shape so that 120 steps take seconds
@@ -114,6 +114,66 @@ def test_killed_run_resumes_onto_the_same_loss_curve(tokens, tmp_path):
         and final["final_val_loss"] == json.loads((straight / "final.json").read_text())["final_val_loss"]
     )
     assert (killed / "model" / "config.json").exists() and (killed / "model" / "tokenizer.json").exists()
+
+
+class RunsCode:
+    """Unpickling this creates `marker`: what a checkpoint planted on a shared file system could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.slow
+def test_a_planted_checkpoint_is_refused_without_running_its_code(tokens, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = _config(tokens, out, tokens=30 * 4 * 32)
+    assert main(["--config", str(config)]) == 0
+    # a checkpoint is tensors (loadable with weights_only) + a JSON with the rest
+    assert set(torch.load(out / "ckpt.pt", weights_only=True)) == {"model", "optimizer", "step"}
+    meta = json.loads((out / "ckpt.json").read_text())
+    assert meta["step"] == 30 and meta["weights"] == "ckpt.pt" and meta["config"]["tokens"] == 30 * 4 * 32
+    metrics = (out / "metrics.jsonl").read_text()
+
+    # the planted file really runs code when loaded the old way (weights_only=False) ...
+    proof = tmp_path / "ran-with-weights_only-False"
+    torch.save({"model": RunsCode(proof), "optimizer": {}, "step": 0}, tmp_path / "planted.pt")
+    torch.load(tmp_path / "planted.pt", weights_only=False)
+    assert proof.exists()
+    # ... and resuming from it is refused, in one line naming the file, before it can
+    marker = tmp_path / "code-ran"
+    torch.save({"model": RunsCode(marker), "optimizer": {}, "step": 30}, out / "ckpt.pt")
+    capsys.readouterr()
+    assert main(["--config", str(config)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"{out / 'ckpt.pt'}: refused to load" in line and "io.open" in line, line
+    assert not marker.exists()
+    assert (out / "metrics.jsonl").read_text() == metrics  # and nothing of the run was touched
+
+
+@pytest.mark.slow
+def test_checkpoint_json_behind_its_weights_resumes_and_ahead_is_refused(tokens, tmp_path, capsys):
+    """The weights are written first: a kill between the two writes leaves the JSON one checkpoint behind, and
+    resume goes on from the weights; a JSON ahead of its weights cannot come from one run and is refused."""
+    out = tmp_path / "run"
+    config = _config(tokens, out, tokens=60 * 4 * 32, checkpoint_every=30)
+    assert main(["--config", str(config)]) == 0
+    reference = _losses(out)
+    meta_path = out / "ckpt.json"
+    meta = json.loads(meta_path.read_text())
+
+    meta_path.write_text(json.dumps(meta | {"step": 30}))  # as if killed after writing the weights of step 60
+    weights_written = (out / "ckpt.pt").stat().st_mtime_ns
+    assert main(["--config", str(config)]) == 0
+    # resumed at step 60 (the weights), so no step was trained again and no checkpoint written again
+    assert _losses(out) == reference and (out / "ckpt.pt").stat().st_mtime_ns == weights_written
+
+    meta_path.write_text(json.dumps(meta | {"step": 90}))
+    capsys.readouterr()
+    assert main(["--config", str(config)]) == 1
+    assert "is at step 90 but" in capsys.readouterr().err and _losses(out) == reference
 
 
 def _torchrun(config: Path, n: int, *extra: str) -> subprocess.CompletedProcess:

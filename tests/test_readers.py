@@ -1,13 +1,15 @@
-"""The web-archive reader on every real odd archive in shared/data and on damaged copies built here.
+"""The readers: the web-archive reader on every real odd archive in shared/data and on damaged copies built here,
+and the JSONL/Parquet readers on bad rows, bad row groups and bad files.
 
 Each case checks what came out (documents, their text) and the named counter that accounts for every record
-that did not become a document; the reader never raises on bad input.
+or row that did not become a document; the readers never raise on bad input.
 """
 
 import gzip
 import json
 import uuid
 
+import pyarrow.parquet as pq
 import pytest
 
 from winnow.blocks.readers import WebArchiveReader
@@ -171,6 +173,20 @@ def test_a_whole_shard_gzipped_as_one_stream_is_read_record_by_record(shared_dat
         assert len(docs) == 250 and failed == 0 and counters["skipped_warcinfo"] == 1, name
 
 
+def test_an_arc_record_without_payload_fails_and_the_next_is_read(tmp_path):
+    def arc_record(url: str, body: bytes) -> bytes:
+        http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + body
+        return f"{url} 93.184.216.34 20140216050221 text/html {len(http)}\n".encode() + http + b"\n"
+
+    filedesc = b"filedesc://test.arc 127.0.0.1 20140216050221 text/plain 0\n\n"
+    page = b"<html><body><p>a page</p></body></html>"
+    data = filedesc + arc_record("http://example.com/empty", b"") + arc_record("http://example.com/", page)
+    (tmp_path / "empty-payload.arc.gz").write_bytes(gzip.compress(data))
+    (doc,), counters, failed = read(tmp_path, "empty-payload.arc.gz")
+    assert doc.metadata["url"] == "http://example.com/" and "a page" in doc.text
+    assert counters["failed_empty_payload"] == 1 and failed == 1
+
+
 def test_jsonl_rows_without_text_are_counted_not_dropped(tmp_path):
     from winnow.blocks.readers import document_reader
 
@@ -179,3 +195,105 @@ def test_jsonl_rows_without_text_are_counted_not_dropped(tmp_path):
     reader = document_reader("jsonl")(str(tmp_path))
     assert [d.id for d in reader.run()] == ["a", "d"]
     assert reader.stats.stats["failed_empty_text"].total == 2
+
+
+# ---- JSONL and Parquet: every row a document or a named failure ------------------------------------------------
+
+
+def read_documents(fmt, folder, **kwargs):
+    from winnow.blocks.readers import document_reader
+    from winnow.blocks.writers.parquet import ExcludedParquetWriter
+
+    reader = document_reader(fmt)(str(folder), failure_writer=ExcludedParquetWriter(str(folder / "failed")), **kwargs)
+    docs = list(reader.run())
+    counters = {k: (v.total if hasattr(v, "total") else v) for k, v in reader.stats.stats.items()}
+    failed_rows = [r for f in sorted((folder / "failed").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    return docs, counters, failed_rows
+
+
+def test_each_bad_jsonl_line_fails_alone_with_its_reason_and_location(tmp_path):
+    lines = [
+        b'{"id": "a", "text": "first"}',
+        b'{"id": "b", "text": "caf\xe9"}',  # invalid UTF-8: replaced, still a document
+        b"",
+        b"[1, 2, 3]",
+        b'{"id": "c", "text": 42}',
+        b'{"id": "d", "text": ["a list"]}',
+        b'{"id": 7, "text": "numeric id"}',
+        b'{"id": {"x": 1}, "text": "object id"}',
+        b'{"id": "e", "text": "lone \\ud800 surrogate"}',
+        b"not json at all",
+        b'{"id": "f", "text": ""}',
+        b'{"text": "no id"}',
+        b'{"id": "h", "text": "url a list", "url": ["http://example.com/"]}',
+        b'{"id": "i", "text": "a token count that is no number", "token_count": "many"}',
+        b'{"id": "g", "text": "last"}',
+    ]
+    (tmp_path / "docs.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    docs, counters, failed = read_documents("jsonl", tmp_path, glob_pattern="*.jsonl")
+    assert [d.id for d in docs] == ["a", "b", "7", "e", "docs.jsonl/11", "g"]
+    assert docs[1].text == "caf\ufffd" and docs[3].text == "lone \ufffd surrogate"
+    assert counters["decoded_with_replacement"] == 2 and counters["skipped_blank_line"] == 1
+    expected = {
+        "docs.jsonl:4": "not_an_object",
+        "docs.jsonl:5": "text_not_a_string",
+        "docs.jsonl:6": "text_not_a_string",
+        "docs.jsonl:8": "bad_id",
+        "docs.jsonl:10": "not_json",
+        "docs.jsonl:11": "empty_text",
+        "docs.jsonl:13": "bad_metadata",
+        "docs.jsonl:14": "bad_metadata",
+    }
+    assert {r["id"]: r["filter_reason"] for r in failed} == expected
+    assert {k: v for k, v in counters.items() if k.startswith("failed_")} == {
+        "failed_not_an_object": 1,
+        "failed_text_not_a_string": 2,
+        "failed_bad_id": 1,
+        "failed_not_json": 1,
+        "failed_empty_text": 1,
+        "failed_bad_metadata": 2,
+    }
+    assert next(r for r in failed if r["id"] == "docs.jsonl:10")["text"] == "not json at all"
+
+
+def test_a_gzipped_jsonl_cut_short_keeps_every_line_before_the_cut(tmp_path):
+    rows = [json.dumps({"id": str(i), "text": f"document {i} " * 50}).encode() for i in range(2000)]
+    packed = gzip.compress(b"\n".join(rows) + b"\n")
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "not-gzip.jsonl.gz").write_bytes(b'{"id": "x", "text": "plain"}\n')
+    docs, counters, failed = read_documents("jsonl", tmp_path, glob_pattern="*.jsonl.gz")
+    assert [d.id for d in docs] == [str(i) for i in range(len(docs))] and len(docs) > 100
+    assert counters["skipped_unreadable_rest_of_file"] == 1 and counters["skipped_unreadable_file"] == 1
+    assert [r["filter_reason"] for r in failed] == ["not_json"]  # the line the cut went through
+
+
+def test_bad_parquet_files_row_groups_and_values_cost_only_themselves(tmp_path):
+    import io
+
+    import pyarrow as pa
+
+    texts = [f"text number {i} " * 20 for i in range(6)]
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(6)], "text": texts}), buf, row_group_size=2)
+    data = bytearray(buf.getvalue())
+    chunk = pq.ParquetFile(io.BytesIO(bytes(data))).metadata.row_group(1).column(1)  # texts of rows 2 and 3
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    data[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    (tmp_path / "a-damaged.parquet").write_bytes(data)
+    pq.write_table(pa.table({"id": [1, 2, 3], "text": [1, 2, 3]}), tmp_path / "b-ints.parquet")
+    pq.write_table(pa.table({"id": ["n1", "n2"], "body": ["x", "y"]}), tmp_path / "c-no-text.parquet")
+    (tmp_path / "d-not.parquet").write_bytes(b"PAR1 this is not a Parquet file")
+    pq.write_table(pa.table({"id": [10, 11], "text": ["int ids", None]}), tmp_path / "e-ok.parquet")
+    docs, counters, failed = read_documents("parquet", tmp_path, glob_pattern="*.parquet")
+    assert [d.id for d in docs] == ["d0", "d1", "d4", "d5", "10"]
+    assert counters["failed_unreadable_row_group"] == 2
+    assert counters["failed_text_not_a_string"] == 3
+    assert counters["failed_missing_text_column"] == 2
+    assert counters["failed_empty_text"] == 1
+    assert counters["skipped_unreadable_file"] == 1
+    assert sorted((r["id"], r["filter_reason"]) for r in failed) == [
+        ("b-ints.parquet:row 0", "text_not_a_string"),
+        ("b-ints.parquet:row 1", "text_not_a_string"),
+        ("b-ints.parquet:row 2", "text_not_a_string"),
+        ("e-ok.parquet:row 1", "empty_text"),
+    ]

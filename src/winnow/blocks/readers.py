@@ -1,19 +1,30 @@
-"""Web-archive reader: WARC (any version, gzip per record or plain), ARC and WET files → HTML documents.
+"""Readers that account for every record and row: web archives (WARC, ARC, WET) and documents (JSONL, Parquet).
 
-Built on fastwarc (≈ 15× faster than warcio) but robust to damaged input: gzip members are split here,
-one at a time, so a truncated member, garbage bytes between members or a corrupt record costs that record
-only; the reader resynchronises on the next gzip member and goes on with the rest of the file.
+WebArchiveReader: WARC (any version, gzip per record or plain), ARC and WET files → HTML documents. Built on
+fastwarc (≈ 15× faster than warcio) but robust to damaged input: gzip members are split here, one at a time, so
+a truncated member, garbage bytes between members or a corrupt record costs that record only; the reader
+resynchronises on the next gzip member and goes on with the rest of the file.
 
-Accounting (datatrove stats of this block, gathered into summary.json by src/winnow/pipelines/stages/base.py):
-  documents             document records yielded (response/conversion records with an HTML or text payload)
-  failed_<reason>       document records that could not be turned into a document (counted as read)
-  skipped_<reason>      records or bytes that are not documents (request, metadata, revisit, garbage, ...)
-  decoded_<how>         how payloads were decoded (informational)
+AccountedJsonlReader / AccountedParquetReader: datatrove's JSONL and Parquet readers, reading line by line (JSONL)
+or row group by row group (Parquet) so that a bad line, value or row group costs that row (or group) only, never
+the file or the task. Invalid UTF-8 is replaced, not dropped (the policy is in AccountedJsonlReader). Failed rows
+are logged as `<file>:<line>: <reason>` and, given a `failure_writer`, written with their `filter_reason`.
+
+Accounting (datatrove stats of these blocks, gathered into summary.json by src/winnow/pipelines/stages/base.py):
+  documents             documents yielded (WARC: response/conversion records with an HTML or text payload)
+  failed_<reason>       records or rows read that could not be turned into a document (counted as read)
+  skipped_<reason>      what is not a document (request, metadata, revisit, garbage bytes, blank lines,
+                        unreadable files whose rows are unknown, ...)
+  decoded_<how>         how payloads or lines were decoded (informational)
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import io
+import json
+import math
 import re
 import tempfile
 import uuid
@@ -22,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from datatrove.data import DocumentsPipeline
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.logging import logger
@@ -353,6 +364,9 @@ class WebArchiveReader(BaseDiskReader):
             if not _is_html(m.group(1).decode("latin-1") if m else None, payload):
                 self.stat_update("skipped_non_html_payload")
                 continue
+            if not payload.strip():  # e.g. a record cut short: nothing to become a document's text
+                self.stat_update("failed_empty_payload")
+                continue
             text, how = decode_payload(payload, m.group(2).decode("latin-1").strip("\"'") if m and m.group(2) else None)
             self.stat_update(f"decoded_{how}")
             record_id = f"<urn:uuid:{uuid.uuid5(ARC_ID_NAMESPACE, f'{url} {date} {offset}/{index}')}>"
@@ -363,23 +377,312 @@ class WebArchiveReader(BaseDiskReader):
             )
 
 
-class _CountsEmptyRows:
-    """datatrove's readers drop rows without text silently; count them (`failed_empty_text`) so nothing is lost."""
+# ---- documents already extracted: JSONL and Parquet, every row accounted ---------------------------------------
 
-    def get_document_from_dict(self, data: dict, source_file: str, id_in_file):
-        document = super().get_document_from_dict(data, source_file, id_in_file)
-        if document is None:
-            self.stat_update("failed_empty_text")
-            logger.warning(f"{source_file} #{id_in_file}: row without text ({self.text_key!r}), counted failed")
-        return document
+MAX_FAILED_ROW_CHARS = 100_000  # a failed row is kept (in failed/reader/) up to this many characters
+MAX_WARNINGS_PER_FILE = 100  # log lines per file; a file of a million bad rows still counts and keeps every one
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class AccountedJsonlReader(_CountsEmptyRows, JsonlReader):
-    """datatrove's JsonlReader, counting rows without text as `failed_empty_text`."""
+class RowFailure(Exception):
+    """One row that cannot become a document: `reason` names its counter (`failed_<reason>`)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
 
 
-class AccountedParquetReader(_CountsEmptyRows, ParquetReader):
-    """datatrove's ParquetReader, counting rows without text as `failed_empty_text`."""
+def _repair_surrogates(value) -> tuple[object, int]:
+    """A parsed JSON value with every lone surrogate (JSON "\\ud800") replaced by U+FFFD, and how many there were:
+    Python's json accepts them, but no UTF-8 writer (Parquet, JSONL) can write them."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.subn("\ufffd", value)
+    if isinstance(value, list):
+        items = [_repair_surrogates(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    if isinstance(value, dict):
+        items = [(_repair_surrogates(k), _repair_surrogates(v)) for k, v in value.items()]
+        return {k: v for (k, _), (v, _) in items}, sum(a + b for (_, a), (_, b) in items)
+    return value, 0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _metadata_problem(metadata: dict) -> str | None:
+    """What is wrong with the metadata the next blocks rely on: the URL filter parses `url` as a string; datatrove's
+    stats add up `token_count`, and the FineWeb-schema writers cast it and `language_score` to numbers."""
+    url = metadata.get("url")
+    if url is not None and not isinstance(url, str):
+        return f"url is a {type(url).__name__}"
+    for key in ("token_count", "language_score"):
+        value = metadata.get(key)
+        if value is not None and not (_is_number(value) and math.isfinite(value)):
+            return f"{key} is not a number: {str(value)[:50]!r}"
+    return None
+
+
+def _error_text(e: Exception) -> str:
+    """An exception as one short log line (pyarrow's messages span several)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+
+
+def _decode_media(data: dict) -> None:
+    """datatrove's JSONL convention: media bytes travel base64-encoded."""
+    for media in data.get("media", []):
+        if media["media_bytes"] is not None:
+            media["media_bytes"] = base64.decodebytes(media["media_bytes"].encode("ascii"))
+
+
+class _AccountedRows:
+    """What JSONL and Parquet share: every row becomes a document or a named failure; the reader never raises on
+    bad data.
+
+    The adapter (datatrove's default, or the one given) is wrapped so that its result is checked before datatrove
+    builds the Document: text must be a non-empty string, an id a string (numbers are turned into strings; null
+    means "none given", so datatrove's `<file>/<row>` id is used), the metadata later blocks read of the right type
+    (_metadata_problem). A failed row is counted (`failed_<reason>`),
+    logged as `<file>:<line>: <reason> (<detail>)` and, with a `failure_writer`, written with `filter_reason` (the
+    raw row as text, decoded with replacement and cut at MAX_FAILED_ROW_CHARS; `id` = `<file>:<line>`, which keeps
+    the location in the FineWeb schema; metadata `file_path` and `line`/`row`).
+    """
+
+    def __init__(self, *args, failure_writer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failure_writer = failure_writer
+        self._source_adapter = self.adapter  # the given adapter, or datatrove's default
+        self.adapter = self._checked_adapter
+        self._failed, self._rank, self._warnings_left = None, 0, MAX_WARNINGS_PER_FILE
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._rank = rank  # read_file has no rank, the failure writer needs one
+        with self.failure_writer or contextlib.nullcontext() as failed:
+            self._failed = failed
+            yield from super().run(data, rank, world_size)
+
+    def _checked_adapter(self, data: dict, path: str, id_in_file) -> dict:
+        parsed = self._source_adapter(data, path, id_in_file)
+        text = parsed.get("text")
+        if text is None or text == "":
+            raise RowFailure("empty_text", f"no text ({self.text_key!r})")
+        if not isinstance(text, str):
+            raise RowFailure("text_not_a_string", f"text is a {type(text).__name__}")
+        doc_id = parsed.get("id")
+        if doc_id is None:
+            parsed["id"] = f"{path}/{id_in_file}"
+        elif _is_number(doc_id):
+            parsed["id"] = str(doc_id)
+        elif not isinstance(doc_id, str):
+            raise RowFailure("bad_id", f"id is a {type(doc_id).__name__}")
+        if problem := _metadata_problem(parsed.get("metadata") or {}):
+            raise RowFailure("bad_metadata", problem)
+        return parsed
+
+    def _document(self, data: dict, filepath: str, id_in_file, where: str, raw, line: dict):
+        """The row's Document, or None after counting, logging and keeping its failure."""
+        try:
+            return self.get_document_from_dict(data, filepath, id_in_file)
+        except RowFailure as failure:
+            self._fail(failure.reason, where, str(failure), raw, filepath, line)
+        except Exception as e:  # the adapter or Document() rejected this row (odd media, extra keys): its loss only
+            self._fail("adapter_error", where, _error_text(e), raw, filepath, line)
+        return None
+
+    def _fail(self, reason: str, where: str, detail: str, raw, filepath: str, line: dict) -> None:
+        self.stat_update(f"failed_{reason}")
+        self._warn(f"{where}: {reason} ({detail})")
+        if self._failed is None:
+            return
+        if isinstance(raw, bytes):
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        else:
+            text = json.dumps(raw, ensure_ascii=False, default=str)
+        metadata = {
+            **(self.default_metadata or {}),
+            "file_path": self.data_folder.resolve_paths(filepath),
+            **line,
+            "filter_reason": reason,
+        }
+        self._failed.write(Document(text=text[:MAX_FAILED_ROW_CHARS], id=where, metadata=metadata), self._rank)
+
+    def _warn(self, message: str) -> None:
+        if self._warnings_left > 0:
+            logger.warning(message)
+        elif self._warnings_left == 0:
+            logger.warning("more failures in this file: counted and kept, not logged")
+        self._warnings_left -= 1
+
+
+class AccountedJsonlReader(_AccountedRows, JsonlReader):
+    """datatrove's JsonlReader (plain or compressed: gzip, zstd, ... by extension), accounting for every line.
+
+    Decoding policy: a line is UTF-8. A line with invalid bytes is decoded with U+FFFD in their place and goes on
+    as a document (one bad byte should not cost the text around it); so does a string with a lone surrogate
+    escape (JSON "\\ud800", which no UTF-8 writer accepts). Both count `decoded_with_replacement`; valid lines
+    are not counted (no work is spent on them).
+
+    Counters: `failed_not_json`, `failed_not_an_object` (a JSON array, number, string), `failed_text_not_a_string`,
+    `failed_empty_text` (missing, null or ""), `failed_bad_id` (a list, object or bool), `failed_bad_metadata`
+    (a `url` that is not a string, a `token_count`/`language_score` that is not a number), `failed_bad_media`,
+    `failed_adapter_error`; `skipped_blank_line`; `skipped_unreadable_file` / `skipped_unreadable_rest_of_file`
+    (a damaged compressed stream: what follows cannot be split into rows, so it is not counted as documents).
+
+    Args: as datatrove's JsonlReader, plus
+        failure_writer: a datatrove DiskWriter (e.g. ExcludedParquetWriter) for the rows that failed
+    """
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        self._warnings_left = MAX_WARNINGS_PER_FILE
+        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            for lineno, raw in enumerate(self._lines(f, filepath), start=1):
+                with self.track_time():
+                    document = self._line_document(raw, filepath, lineno)
+                if document is not None:
+                    yield document
+
+    def _lines(self, f, filepath: str) -> Iterator[bytes]:
+        """The file's lines, as bytes. A damaged compressed stream ends the file after the last byte that could be
+        decompressed: the cut line is still yielded (and fails as not_json), the rest is counted skipped."""
+        # read1 hands back each decompressed piece as soon as it exists, so an error loses no bytes before it
+        # (readline's buffer would drop the lines it already held)
+        read = getattr(f, "read1", f.read)
+        pending, n_lines = [], 0  # pieces of an unfinished line (joined once: a long line is not copied per chunk)
+        while True:
+            try:
+                chunk = read(READ_CHUNK)
+            except Exception as e:  # gzip/zstd/bz2 raise their own types (EOFError, BadGzipFile, ZstdError, ...)
+                what = "rest_of_file" if n_lines or any(pending) else "file"
+                self.stat_update(f"skipped_unreadable_{what}")
+                logger.warning(f"{filepath}:{n_lines + 1}: unreadable {what} ({_error_text(e)}), skipped")
+                break
+            if not chunk:
+                break
+            lines = chunk.split(b"\n")
+            if len(lines) == 1:
+                pending.append(chunk)
+                continue
+            lines[0] = b"".join(pending) + lines[0]
+            pending = [lines.pop()]
+            n_lines += len(lines)
+            yield from lines
+        if tail := b"".join(pending):
+            yield tail
+
+    def _line_document(self, raw: bytes, filepath: str, lineno: int):
+        import orjson
+
+        where, line = f"{filepath}:{lineno}", {"line": lineno}
+        if not raw.strip():
+            self.stat_update("skipped_blank_line")
+            return None
+        try:
+            data = orjson.loads(raw)  # the fast path: valid UTF-8, valid JSON
+        except orjson.JSONDecodeError:
+            try:
+                data = self._parse_damaged_line(raw)
+            except RowFailure as failure:
+                self._fail(failure.reason, where, str(failure), raw, filepath, line)
+                return None
+        if not isinstance(data, dict):
+            self._fail("not_an_object", where, f"a JSON {type(data).__name__}", raw, filepath, line)
+            return None
+        try:
+            _decode_media(data)
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
+            self._fail("bad_media", where, _error_text(e), raw, filepath, line)
+            return None
+        # datatrove's ids are <file>/<0-based line>: keep them for rows without an id
+        return self._document(data, filepath, lineno - 1, where, raw, line)
+
+    def _parse_damaged_line(self, raw: bytes):
+        """What orjson refused: invalid UTF-8 (replaced), lone surrogates and NaN (Python's json), or not JSON."""
+        import orjson
+
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            self.stat_update("decoded_with_replacement")
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError:
+                pass
+        try:
+            data, repaired = _repair_surrogates(json.loads(text))
+        except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than Python's stack
+            raise RowFailure("not_json", _error_text(e)) from None
+        if repaired:
+            self.stat_update("decoded_with_replacement")
+        return data
+
+
+class AccountedParquetReader(_AccountedRows, ParquetReader):
+    """datatrove's ParquetReader, accounting for every row, read one row group at a time so that damage costs
+    only the rows it touches.
+
+    Counters: `skipped_unreadable_file` (not Parquet, or a damaged footer: counted as a file, its rows are
+    unknown); `failed_missing_text_column` (every row of a file without the text column, from its metadata, with
+    the default adapter); `failed_unreadable_row_group` (the rows of a row group, or of its rest, that fail to
+    decode: counted from the metadata); per row `failed_text_not_a_string`, `failed_empty_text`, `failed_bad_id`,
+    `failed_bad_metadata`, `failed_adapter_error`. File- and row-group-level failures are one log line each and
+    write no rows (the source file holds them); failed rows are written to `failure_writer` as JSON text.
+
+    Args: as datatrove's ParquetReader, plus
+        failure_writer: a datatrove DiskWriter (e.g. ExcludedParquetWriter) for the rows that failed
+    """
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        import pyarrow.parquet as pq
+
+        self._warnings_left = MAX_WARNINGS_PER_FILE
+        with self.data_folder.open(filepath, "rb") as f:
+            try:
+                parquet = pq.ParquetFile(f)
+                names = parquet.schema_arrow.names
+            except Exception as e:  # not Parquet, a cut-off file, damaged metadata (ArrowInvalid, OSError, ...)
+                self.stat_update("skipped_unreadable_file")
+                logger.warning(f"{filepath}: not a readable Parquet file ({_error_text(e)}), skipped")
+                return
+            with parquet:
+                if self._source_adapter == self._default_adapter and self.text_key not in names:
+                    rows = parquet.metadata.num_rows
+                    self.stat_update("failed_missing_text_column", value=rows)
+                    logger.warning(f"{filepath}: no column {self.text_key!r} (columns: {names}): {rows} rows failed")
+                    return
+                columns = None if self.read_metadata else [c for c in (self.text_key, self.id_key) if c in names]
+                first = 0  # the group's first row in the file: failure locations and datatrove's `<file>/<row>` ids
+                for group in range(parquet.num_row_groups):
+                    index, first = first, first + parquet.metadata.row_group(group).num_rows
+                    for rows in self._row_group(parquet, group, columns, filepath):
+                        documents = []
+                        with self.track_time("batch"):
+                            for row in rows:
+                                where, line = f"{filepath}:row {index}", {"row": index}
+                                document = self._document(dict(row), filepath, index, where, row, line)
+                                index += 1
+                                if document is not None:
+                                    documents.append(document)
+                        yield from documents
+
+    def _row_group(self, parquet, group: int, columns, filepath: str) -> Iterator[list[dict]]:
+        """One row group as lists of row dicts; rows that fail to decode are counted from the metadata."""
+        expected = parquet.metadata.row_group(group).num_rows
+        done = 0
+        batches = parquet.iter_batches(batch_size=self.batch_size, row_groups=[group], columns=columns)
+        while True:
+            try:  # only the decoding is guarded: a damaged page, bad compression, invalid UTF-8, dates out of range
+                batch = next(batches, None)
+                rows = None if batch is None else batch.to_pylist()
+            except Exception as e:
+                lost = max(expected - done, 0)
+                self.stat_update("failed_unreadable_row_group", value=lost)
+                self._warn(f"{filepath}: row group {group}: {lost} rows unreadable ({_error_text(e)})")
+                return
+            if rows is None:
+                return
+            done += len(rows)
+            yield rows
 
 
 def document_reader(fmt: str):

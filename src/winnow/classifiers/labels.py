@@ -72,7 +72,7 @@ def _lookup(row: dict, dotted: str):
     return node
 
 
-def _files(source: str) -> list[str]:
+def label_files(source: str) -> list[str]:
     if os.path.isdir(source):
         found = [p for ext in ("*.parquet", "*.jsonl", "*.jsonl.gz") for p in glob.glob(os.path.join(source, ext))]
     else:
@@ -104,7 +104,7 @@ def load_labels(
     """
     source = str(source)
     texts, scores, ids, skipped = [], [], [], Counter()
-    for path in _files(source):
+    for path in label_files(source):
         for n, row in enumerate(_rows(path)):
             text = _lookup(row, text_key)
             score = _lookup(row, score_key)

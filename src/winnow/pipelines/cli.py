@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -89,7 +90,7 @@ def dispatch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set, check_inputs=stage.check_inputs) if args.config else None
     if cfg is not None:
         registry.check_old_folders(cfg.output_dir)
-    return stage.load().run(cfg, args) or 0
+    return stage.run(cfg, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +102,25 @@ def main(argv: list[str] | None = None) -> int:
         kind = "config error" if e.exit_code == 2 else "error"
         print(f"winnow: {kind}: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # disk full, permission denied, a path that is a file: one line, the traceback to a log
+        where = f": {e.filename}" if e.filename else ""
+        log = _traceback_log()
+        print(f"winnow: error: {e.strerror or e}{where}" + (f" (traceback: {log})" if log else ""), file=sys.stderr)
+        return 1
+
+
+def _traceback_log() -> str | None:
+    """Write the current exception's traceback to a file in the temp folder (the run folder may be what failed)."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="winnow-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+        return path
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ import glob
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from winnow.classifiers.parsing import MAX_SCORE, MIN_SCORE
 from winnow.errors import ConfigError
 from winnow.proxy.tasks import TASKS
 
@@ -24,17 +25,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# A seed reaches numpy (RandomState for the MinHash permutations takes 0 <= seed < 2**32)
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
 class InputConfig(Section):
     paths: list[str] = Field(default_factory=list)  # globs or files; relative to the config's cwd
     format: Literal["warc", "jsonl", "parquet"] = "warc"
     text_key: str = "text"
     id_key: str = "id"
-    limit: int = -1  # documents per task, for smoke runs
+    limit: int = -1  # documents per task, for smoke runs; -1 = all
 
     @field_validator("paths", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError("must be -1 (every document) or a positive number of documents per task")
+        return v
 
     def files(self) -> list[str]:
         """Every input file, sorted, so task assignment does not depend on the file system's order."""
@@ -49,6 +61,7 @@ class InputConfig(Section):
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*")  # partition(s), qos
 # Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or no limit
 _SLURM_TIME = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE")
+_SLURM_JOB_NAME = re.compile(r"[A-Za-z0-9_.+-]+")  # `name` is part of every job name: winnow.<name>.<stage>.<step>
 _SBATCH_OPTION = re.compile(r"[a-z][a-z0-9-]*")
 _SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:=/@+-]*")
 SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@,=-]+")  # also checked on output_dir by winnow.pipelines.execution.slurm
@@ -76,6 +89,13 @@ class ExecutorConfig(Section):
     def _workers(cls, v: int) -> int:
         if v == 0 or v < -1:
             raise ValueError("must be -1 (all at once) or a positive number of simultaneous tasks")
+        return v
+
+    @field_validator("mem_per_cpu_gb")
+    @classmethod
+    def _whole_megabytes(cls, v: float) -> float:
+        if int(v * 1024) < 1:  # sbatch gets whole megabytes, and --mem-per-cpu=0 means all of a node's memory
+            raise ValueError("must be at least 1 MB (1/1024 GB): Slurm takes whole megabytes")
         return v
 
     @field_validator("partition", "qos")
@@ -119,7 +139,7 @@ class ExecutorConfig(Section):
 class ExtractConfig(Section):
     # trafilatura | resiliparse | any name in winnow.blocks.extractors.EXTRACTORS (checked by the base stage)
     extractor: str = "trafilatura"
-    timeout: float = 1.0  # seconds per page (FineWeb: 1 s for trafilatura)
+    timeout: float = Field(1.0, gt=0)  # seconds per page (FineWeb: 1 s for trafilatura)
     favour_precision: bool = True  # FineWeb ran trafilatura in precision mode
 
 
@@ -143,7 +163,7 @@ class FiltersConfig(Section):
         extra = self.model_extra or {}
         for name, value in extra.items():
             if not isinstance(value, dict):
-                raise ConfigError(f"filters.{name}: expected a mapping of argument: value, got {value!r}")
+                raise ConfigError(f"filters.{name}: expected a mapping of argument: value (got {value!r})")
         return dict(extra)
 
 
@@ -159,7 +179,7 @@ class MinhashParams(Section):
     num_buckets: int = Field(14, ge=1)  # 14 bands ...
     hashes_per_bucket: int = Field(8, ge=1)  # ... of 8 hashes: P(dup | J=0.8) = 0.92, threshold ≈ 0.72
     hash_bits: Literal[32, 64] = 64
-    seed: int = 1
+    seed: Seed = 1
     language: str = "en"  # spaCy word splitting rules used for the shingles
 
 
@@ -177,7 +197,7 @@ class AnnotateConfig(Section):
     """Which documents are annotated, with which prompt (src/winnow/pipelines/stages/annotate.py)."""
 
     n_documents: int = Field(50, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     source: str | None = None  # stage folder to sample from; default: latest of dedup/ or base/
     stratify_by: str | None = None  # a column of the source (e.g. dump, language): proportional sample per value
     prompt: str = "fineweb_edu_v1"  # a shipped prompt name or a text file holding <EXAMPLE> once
@@ -195,9 +215,10 @@ class AnnotatorConfig(Section):
     api_key_env: str | None = None  # NAME of the environment variable holding the key (the key is never stored)
     mode: Literal["chat", "decision"] | None = None  # chat: free answer, parsed; decision: score probabilities
     concurrency: int = Field(0, ge=0)  # requests in flight per task; 0 = 1 for local, 16 for an endpoint
-    timeout_s: float = Field(120.0, gt=0)  # per request
+    timeout_s: float = Field(120.0, gt=0)  # deadline of one whole request (connect + every read), not per read
     max_attempts: int = Field(3, ge=1)  # per document, counting unparseable answers and failed requests
-    backoff_s: float = Field(2.0, ge=0)  # wait before retry n: backoff_s * 2**(n-1), capped at 60 s
+    backoff_s: float = Field(2.0, ge=0)  # wait before retry n: backoff_s * 2**(n-1), capped at 60 s, jittered
+    max_reply_bytes: int = Field(262_144, gt=0)  # a longer reply is cut off and the document failed (reply_too_large)
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1)  # chat answers: FineWeb-Edu asks for <= 100 words + the score
     samples: int = Field(1, ge=1)  # answers per document (a jury of samples; use temperature > 0)
@@ -217,7 +238,7 @@ class AnnotatorConfig(Section):
 class FastTextConfig(Section):
     """fastText's own argument names (DCLM-style word + bigram model)."""
 
-    lr: float = 0.5  # small data: few updates per epoch, so a high rate (a NaN retries at half the rate)
+    lr: float = Field(0.5, gt=0)  # small data: few updates per epoch, so a high rate (a NaN retries at half the rate)
     epoch: int = Field(10, ge=1)
     dim: int = Field(32, ge=1)
     wordNgrams: int = Field(2, ge=1)
@@ -233,10 +254,11 @@ class ClassifierConfig(Section):
     score_key: str = "scores.score"  # dotted for nested fields; falls back to `score`
     id_key: str = "id"
     output: str | None = None  # default: <output_dir>/classifier
-    seed: int = 0
+    seed: Seed = 0
     calibrate: bool = True  # fit integer-boundary cuts on out-of-fold training scores
     calibration_folds: int = Field(5, ge=2)
-    learning_curve: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    # shares of the training labels, each in (0, 1]
+    learning_curve: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
     # embed backbone (FineWeb-Edu: frozen encoder + linear regression head, lr 3e-4, 20 epochs, best macro-F1)
     encoder: str = "all-MiniLM-L6-v2"  # the packaged MiniLM, or a local HF / sentence-transformers folder
     max_tokens: int = Field(256, ge=8)
@@ -254,15 +276,16 @@ class ClassifierConfig(Section):
 class ScoreConfig(Section):
     classifier: str | None = None  # default: <output_dir>/classifier
     source: str | None = None  # folder of Parquet documents; default: the latest of <output_dir>/dedup, base
-    batch_size: int | None = None  # default: 64 on CPU, 512 on a GPU
+    batch_size: int | None = Field(None, ge=1)  # default: 64 on CPU, 512 on a GPU
     device: str = "auto"  # auto | cpu | cuda
-    tasks: int | None = None  # default: executor.tasks
+    tasks: int | None = Field(None, ge=1)  # default: executor.tasks
 
 
 class SubsetsConfig(Section):
-    thresholds: list[int] = Field(default_factory=lambda: [2, 3, 4])  # FineWeb-Edu: int_score >= 3 (and >= 2)
+    # int_score >= t, on the annotation scale 0-5 (FineWeb-Edu: int_score >= 3, and >= 2)
+    thresholds: list[Annotated[int, Field(ge=MIN_SCORE, le=MAX_SCORE)]] = Field(default_factory=lambda: [2, 3, 4])
     source: str | None = None  # default: <output_dir>/scored
-    tasks: int | None = None  # default: executor.tasks
+    tasks: int | None = Field(None, ge=1)  # default: executor.tasks
 
 
 class OutputConfig(Section):
@@ -289,18 +312,18 @@ class AblateConfig(Section):
     model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {context_length: 128}
     tokens: int = Field(250_000, gt=0)  # training tokens per run (FineWeb: 28B for the 1.8B model)
     batch_size: int = Field(16, gt=0)  # sequences per optimiser step
-    micro_batch_size: int | None = None
+    micro_batch_size: int | None = Field(None, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     schedule: Literal["wsd", "cosine"] = "wsd"
-    seeds: list[int] = Field(default_factory=lambda: [0, 1])  # 2 seeds give the noise band of each metric
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1)  # 2 seeds: the noise band of each metric
     threads: int = Field(1, ge=1)  # CPU threads per training run
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_every: int = Field(50, gt=0)  # steps between validation losses (and checkpoints)
     tokenizer_docs_per_source: int = Field(1000, gt=0)  # documents per ablation for the corpus BPE (cpu-tiny)
     tasks: list[str] = Field(default_factory=lambda: list(TASKS))  # winnow.proxy.tasks.REGISTRY
-    eval_limit: int | None = 200  # items per task (FineWeb used 1,000); None = all
-    wikitext_articles: int | None = 10  # WikiText-2 test articles for perplexity (62 in all); None = all
-    eval_seed: int = 1234
+    eval_limit: int | None = Field(200, ge=1)  # items per task (FineWeb used 1,000); None = all
+    wikitext_articles: int | None = Field(10, ge=1)  # WikiText-2 test articles for perplexity (62 in all); None = all
+    eval_seed: Seed = 1234
     eval_batch_size: int = Field(16, gt=0)
     benchmarks_dir: str = "../shared/data/benchmarks"
 
@@ -310,6 +333,13 @@ class AblateConfig(Section):
         names = [a.name for a in v]
         if len(set(names)) != len(names):
             raise ValueError(f"ablation names must be unique, got {names}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("must be unique; a repeated seed repeats the same run")
         return v
 
     @field_validator("tasks")
@@ -340,6 +370,34 @@ class RunConfig(Section):
     ablate: AblateConfig = Field(default_factory=AblateConfig)
 
     source_file: str | None = Field(default=None, exclude=True)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(
+                "must name the run folder; an empty one would make the stages write into the current folder"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _slurm_values(self) -> RunConfig:
+        """With executor.kind slurm, the name and the run folder are written into every sbatch script: refuse what
+        could not stand there at load, before a stage creates its folder (execution/slurm.py checks again)."""
+        if self.executor.kind != "slurm":
+            return self
+        if not _SLURM_JOB_NAME.fullmatch(self.name):
+            raise ValueError(
+                "name: with executor.kind slurm the name is part of every Slurm job name; use letters, digits and "
+                f"_ . + - only (got {self.name!r})"
+            )
+        out = os.path.abspath(self.output_dir)
+        if not SAFE_PATH.fullmatch(out):
+            raise ValueError(
+                "output_dir: with executor.kind slurm the run folder reaches sbatch; use letters, digits and "
+                f"_ . / + @ , = - only, no spaces or shell metacharacters (got {out!r})"
+            )
+        return self
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.output_dir) / stage
@@ -384,21 +442,68 @@ def _apply_override(data: dict, assignment: str, source: str) -> None:
 def _describe(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
     if first["type"] == "missing":
         return f"{source}: missing required key '{key}'"
-    return f"{source}: {key}: {first['msg']} (got {first.get('input')!r})"
+    if not first["loc"] and first["type"] == "value_error":  # a check across sections names its key itself
+        return f"{source}: {message}"
+    return f"{source}: {key}: {message} (got {first.get('input')!r})"
+
+
+def _read_config(path: str | os.PathLike, source: str) -> str:
+    """The config file's text; a missing, unreadable or non-UTF-8 file is a one-line ConfigError."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{source}: cannot read the config file (permission denied)") from None
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read the config file ({e.strerror or e})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
+def _check_filter_arguments(cfg: RunConfig, source: str) -> None:
+    """Every `filters.<name>.<argument>` against the filter's constructor (name and type), then stored typed
+    ("5" → 5, a YAML list → the tuple the argument declares), so that no stage meets a bad value mid-run."""
+    try:
+        overrides = cfg.filters.overrides()
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    if not overrides:
+        return
+    from winnow.blocks.filters import FilterConfigError, check_overrides  # imports datatrove: only when needed
+
+    try:
+        checked = check_overrides(overrides)
+    except FilterConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    for name, args in checked.items():
+        setattr(cfg.filters, name, args)
+
+
+def _check_output_dir(cfg: RunConfig, source: str) -> None:
+    """The run folder, or the nearest of its parents that exists, must be a folder."""
+    out = Path(cfg.output_dir)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        given = "" if existing == out else f" (got {cfg.output_dir!r})"
+        raise ConfigError(f"{source}: output_dir: {existing} is a file, not a folder{given}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = (), check_inputs: bool = True) -> RunConfig:
     """Read, override (`key=value`) and validate a run config. Raises ConfigError with a one-line message."""
     source = str(path)
+    text = _read_config(path, source)
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such config file") from None
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -410,7 +515,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] = (), check_inputs
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None
     cfg.source_file = source
-    cfg.filters.overrides()
+    _check_filter_arguments(cfg, source)
+    _check_output_dir(cfg, source)
     if check_inputs:
         if not cfg.input.paths:
             raise ConfigError(f"{source}: input.paths is empty")

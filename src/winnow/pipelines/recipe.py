@@ -37,7 +37,7 @@ def run(cfg: RunConfig, args: argparse.Namespace) -> int:
     for i, stage in enumerate(stages, 1):
         print(f"\n==> [{i}/{len(stages)}] {stage.name}", flush=True)
         t0 = time.time()
-        code = stage.load().run(cfg, stage.default_arguments(cfg.source_file)) or 0
+        code = stage.run(cfg, stage.default_arguments(cfg.source_file))
         timings[stage.name] = round(time.time() - t0, 1)
         write_json(timings_path, timings)
         print(f"==> {stage.name} done in {timings[stage.name]:.0f} s", flush=True)

@@ -45,6 +45,10 @@ class Stage:
     config_required: bool = True
     check_inputs: bool = False  # input.paths must match files when the config is loaded
     in_recipe: bool = True  # part of the whole-recipe run (`winnow demo`)
+    # what the stage's output depends on, as dotted config keys (winnow.pipelines.guard writes them into
+    # <stage>/fingerprint.json and refuses a folder written under others); None: the stage is not fingerprinted
+    settings: tuple[str, ...] | None = ()
+    libraries: tuple[str, ...] = ("datatrove",)  # distributions whose version is part of the fingerprint
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -54,6 +58,18 @@ class Stage:
 
     def finished(self, output_dir: str | Path) -> bool:
         return (self.folder(output_dir) / self.done_file).is_file()
+
+    def run(self, cfg, args: argparse.Namespace) -> int:
+        """Run the stage on its folder of cfg.output_dir, under its run lock and fingerprint (winnow.pipelines.guard).
+        A stage that writes elsewhere (`winnow score --input ... --output ...`) or runs without a config is not
+        guarded: it has no stage folder."""
+        module = self.load()
+        if cfg is None or not getattr(module, "writes_stage_folder", lambda args: True)(args):
+            return module.run(cfg, args) or 0
+        from winnow.pipelines.guard import guarded
+
+        with guarded(cfg, self, upstream_folders(self.name)):
+            return module.run(cfg, args) or 0
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         for arg in self.arguments:
@@ -122,6 +138,19 @@ register(
         "winnow.pipelines.stages.base",
         "WARC/JSONL/Parquet → extracted, filtered documents (FineWeb base)",
         check_inputs=True,
+        # input.paths is fingerprinted as the files it matches (stages/base.py: fingerprint_inputs)
+        settings=(
+            "dump",
+            "input.format",
+            "input.text_key",
+            "input.id_key",
+            "input.limit",
+            "extract",
+            "filters",
+            "pii",
+            "executor.tasks",
+        ),
+        libraries=("datatrove", "trafilatura", "resiliparse", "fastwarc", "fasttext-numpy2-wheel", "tokenizers"),
     )
 )
 register(
@@ -129,6 +158,8 @@ register(
         "dedup",
         "winnow.pipelines.stages.dedup",
         "exact + MinHash deduplication of base/",
+        settings=("dedup", "executor.tasks"),
+        libraries=("datatrove", "xxhash", "datasketch"),
     )
 )
 register(
@@ -136,6 +167,20 @@ register(
         "annotate",
         "winnow.pipelines.stages.annotate",
         "LLM educational-value annotation of a sample",
+        # the annotator's connection settings (url, timeouts, concurrency) do not change the answers
+        settings=(
+            "annotate",
+            "annotator.kind",
+            "annotator.model",
+            "annotator.mode",
+            "annotator.temperature",
+            "annotator.max_tokens",
+            "annotator.samples",
+            "annotator.aggregate",
+            "annotator.extra_body",
+            "annotator.model_dir",
+        ),
+        libraries=("datatrove", "transformers"),
         old_folders=("annotations",),
     )
 )
@@ -145,6 +190,8 @@ register(
         "winnow.pipelines.stages.classifier",
         "train and evaluate the educational-quality classifier",
         done_file="eval.json",
+        settings=("classifier",),  # + the label files (stages/classifier.py: fingerprint_inputs)
+        libraries=("torch", "transformers", "fasttext-numpy2-wheel"),
         aliases=("train-classifier",),
     )
 )
@@ -155,6 +202,9 @@ register(
         "score every document with the classifier (score, int_score columns)",
         config_required=False,
         old_folders=("scored",),
+        # the classifier itself is checked by its hash (stages/score.py: classifier.sha256)
+        settings=("score.classifier", "score.source", "score.tasks", "executor.tasks"),
+        libraries=("datatrove", "torch", "transformers"),
         arguments=(
             Arg(("--classifier",), {"help": "a saved classifier folder (default: <output_dir>/classifier)"}),
             Arg(("--input",), {"nargs": "+", "help": "JSONL/Parquet files or globs to score instead of the run's"}),
@@ -167,6 +217,7 @@ register(
         "subsets",
         "winnow.pipelines.stages.subsets",
         "threshold subsets (edu-2, edu-3, ...) from the scores",
+        settings=("subsets", "output", "executor.tasks"),
     )
 )
 register(
@@ -175,6 +226,25 @@ register(
         "winnow.pipelines.stages.ablate",
         "tokenize → train → evaluate a proxy LM per ablation",
         old_folders=("ablations",),
+        # not `ablate.ablations`: each ablation has its own folder, so adding one to the list resumes the others
+        settings=(
+            "ablate.preset",
+            "ablate.model_overrides",
+            "ablate.tokens",
+            "ablate.batch_size",
+            "ablate.micro_batch_size",
+            "ablate.learning_rate",
+            "ablate.schedule",
+            "ablate.seeds",
+            "ablate.eval_every",
+            "ablate.tokenizer_docs_per_source",
+            "ablate.tasks",
+            "ablate.eval_limit",
+            "ablate.wikitext_articles",
+            "ablate.eval_seed",
+            "ablate.benchmarks_dir",
+        ),
+        libraries=("datatrove", "torch", "transformers", "tokenizers"),
         arguments=(
             Arg(
                 ("--only-tokenize",),
@@ -192,5 +262,6 @@ register(
         "winnow.pipelines.stages.report",
         "the run's report: funnel, dedup, classifier, ablations (report/index.html)",
         done_file="index.html",
+        settings=None,  # rebuilt from whatever the other stages hold, every time
     )
 )

@@ -2,13 +2,17 @@
 
 Every ablation of a run gets the same preset, token budget, batch, seed and sampling order: the batch of
 step s is drawn by a generator seeded with (seed, s), so it depends on nothing but the step — which is
-also why a resumed run continues the loss curve exactly (`ckpt.pt` holds model + optimiser state).
+also why a resumed run continues the loss curve exactly: the step is the whole data position, and the loop draws no
+other random numbers, so `ckpt.pt` (model + optimiser state) and the step are all a resume needs.
 
     python -m winnow.proxy.train --config train.json                    # one process (CPU or one GPU)
     torchrun --nproc_per_node 8 -m winnow.proxy.train --config train.json   # DDP: each rank takes a slice of the batch
 
 Outputs in `out_dir`: metrics.jsonl (step, tokens, loss, lr, tokens_per_s; val_loss at eval steps),
-ckpt.pt (latest), model/ (HF folder with tokenizer, at the end), final.json.
+ckpt.pt + ckpt.json (latest checkpoint), model/ (HF folder with tokenizer, at the end), final.json.
+
+A checkpoint is two files: `ckpt.pt` holds tensors only (and the step) and is loaded with `weights_only=True`, so a
+file planted on a shared file system cannot run code when a run resumes; `ckpt.json` holds the rest (step, config).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from contextlib import nullcontext
@@ -26,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from winnow.files import atomic_path
+from winnow.errors import WinnowError
+from winnow.files import atomic_path, write_json
 
 VALIDATION_SEED = 2**31 - 1
 
@@ -147,7 +153,7 @@ def train(cfg: TrainConfig) -> dict:
     start_step = 0
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = _load_checkpoint(ckpt_path, device)
         raw_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
@@ -251,10 +257,41 @@ def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
-    with atomic_path(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": asdict(cfg)}, tmp
-        )
+    """`ckpt.pt`: what `torch.load(weights_only=True)` reads (state dicts and the step that pairs it with its JSON);
+    `ckpt.json`: the step and the config. Each write is atomic (a kill mid-write leaves the previous file intact);
+    the weights go first, so a kill between the two leaves the JSON one checkpoint behind, never ahead."""
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+    write_json(path.with_suffix(".json"), {"step": step, "weights": path.name, "config": asdict(cfg)})
+
+
+def _load_checkpoint(path: Path, device: str) -> dict:
+    """The state in `path` (model, optimizer, step), loaded without running code, and checked against its JSON."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = [line.split("error:", 1)[1] for line in str(e).splitlines() if "WeightsUnpickler error:" in line]
+        what = found[0].split(" was not")[0].strip() if found else "not tensors"
+        raise WinnowError(
+            f"{path}: refused to load a checkpoint that holds more than tensors ({what}); winnow.proxy.train never "
+            f"writes one: delete it to train from step 0"
+        ) from None
+    if not (isinstance(state, dict) and {"model", "optimizer", "step"} <= state.keys() and type(state["step"]) is int):
+        raise WinnowError(f"{path}: not a winnow.proxy.train checkpoint (no model, optimizer and step); delete it")
+    meta_path = path.with_suffix(".json")
+    if meta_path.exists():  # absent beside a checkpoint written before the JSON existed (it held the step itself)
+        try:
+            meta_step = int(json.loads(meta_path.read_text())["step"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise WinnowError(f"{meta_path}: unreadable ({e}); delete it to resume from {path} alone") from None
+        # behind the weights: killed between the two writes, and the weights are the newer complete state (resume
+        # from them); ahead of them: no run of ours writes that
+        if meta_step > state["step"]:
+            raise WinnowError(
+                f"{meta_path} is at step {meta_step} but {path} at step {state['step']}: the two files are from "
+                f"different runs; delete both to train from step 0"
+            )
+    return state
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -274,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     for assignment in args.set:
         key, value = assignment.split("=", 1)
         fields[key] = json.loads(value)
-    summary = train(TrainConfig(**fields))
+    try:
+        summary = train(TrainConfig(**fields))
+    except WinnowError as e:  # one line, not a traceback (and the same on every rank)
+        print(f"winnow.proxy.train: {e}", file=sys.stderr)
+        return e.exit_code
     if summary:
         print(json.dumps({k: summary[k] for k in ("steps", "tokens_trained", "final_val_loss")}), file=sys.stderr)
     return 0

@@ -7,6 +7,7 @@ A stage never builds an executor itself: it hands its steps (and a finalize call
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +45,33 @@ def completed_tasks(cfg: RunConfig, stage: str, step: str) -> int:
 
 
 def raise_if_incomplete(cfg: RunConfig, stage: str, step: Step) -> None:
-    """StageFailed, naming the task logs and the relaunch, when some of the step's tasks did not complete."""
+    """StageFailed, naming the task logs, the first failed task's error and the relaunch, when some of the step's
+    tasks did not complete."""
     n_done = completed_tasks(cfg, stage, step.name)
     if n_done < step.tasks:
-        log = Path(logging_dir(cfg, stage, step.name)) / "logs"
+        folder = Path(logging_dir(cfg, stage, step.name))
+        done = {p.name for p in (folder / "completions").iterdir()} if (folder / "completions").is_dir() else set()
+        failed = [r for r in range(step.tasks) if f"{r:05d}" not in done]
+        why = task_error(folder / "logs" / f"task_{failed[0]:05d}.log") if failed else None
         raise StageFailed(
-            f"{stage}/{step.name}: {step.tasks - n_done} of {step.tasks} tasks failed; see {log}/task_*.log, "
-            "fix the cause and run the same command again (completed tasks are skipped)"
+            f"{stage}/{step.name}: {step.tasks - n_done} of {step.tasks} tasks failed"
+            + (f" (task {failed[0]}: {why})" if why else "")
+            + f"; see {folder / 'logs'}/task_*.log, fix the cause and run the same command again "
+            "(completed tasks are skipped)"
         )
+
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt|Exit)\w*)(?::\s*(.*))?$")
+
+
+def task_error(log: Path) -> str | None:
+    """The last exception line of a datatrove task log (e.g. "OSError: [Errno 28] No space left on device: 'x'")."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        m = _ERROR_LINE.match(line.strip())
+        if m:
+            return line.strip()[:300]
+    return None

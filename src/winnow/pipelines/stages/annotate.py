@@ -160,6 +160,7 @@ def build_annotator(settings: dict, base_url: str, model: str, label: str | None
         timeout_s=a.timeout_s,
         max_attempts=a.max_attempts,
         backoff_s=a.backoff_s,
+        max_reply_bytes=a.max_reply_bytes,
         temperature=a.temperature,
         max_tokens=a.max_tokens,
         extra_body=a.extra_body,

@@ -4,8 +4,9 @@
            → PII masking → GPT-2 token_count → Parquet (FineWeb schema)
 
 Output, under `<output_dir>/base/`: `${rank}.parquet` (kept), `removed/<filter>/` (with filter_reason),
-`failed/extractor/` (extraction timeouts/errors), `summary.json` (read = kept + Σremoved + Σfailed) and
-`funnel.png`. JSONL/Parquet input is already text: the extractor step is left out.
+`failed/extractor/` (extraction timeouts/errors), `failed/reader/` (JSONL/Parquet rows that are not documents),
+`summary.json` (read = kept + Σremoved + Σfailed) and `funnel.png`. JSONL/Parquet input is already text: the
+extractor step is left out.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ STEP = "base"
 SLOW_EXTRACTORS = {"trafilatura"}
 
 
+def fingerprint_inputs(cfg: RunConfig) -> list[str]:
+    """The files the output depends on (their names and sizes go into base/fingerprint.json)."""
+    return cfg.input.files()
+
+
 def input_paths_file(cfg: RunConfig) -> tuple[str, str]:
     """(data folder, paths file): the input files, sorted, relative to their common folder, one per line."""
     files = [os.path.abspath(f) for f in cfg.input.files()]
@@ -51,7 +57,11 @@ def build_reader(cfg: RunConfig):
     common = dict(paths_file=listing, limit=cfg.input.limit, default_metadata={"dump": cfg.dump})
     if cfg.input.format == "warc":
         return WebArchiveReader(root, **common)
-    return document_reader(cfg.input.format)(root, text_key=cfg.input.text_key, id_key=cfg.input.id_key, **common)
+    # rows that cannot become documents (not JSON, text not a string, ...) are kept, with their reason
+    failed = ExcludedParquetWriter(str(cfg.stage_dir(STAGE) / "failed" / "reader"))
+    return document_reader(cfg.input.format)(
+        root, text_key=cfg.input.text_key, id_key=cfg.input.id_key, failure_writer=failed, **common
+    )
 
 
 def build_pipeline(cfg: RunConfig) -> tuple[list, list[tuple[str, str]]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from winnow.classifiers.embedding_cache import EmbeddingCache
 from winnow.classifiers.evaluate import evaluate, write_report
-from winnow.classifiers.labels import load_labels
+from winnow.classifiers.labels import label_files, load_labels
 from winnow.classifiers.saved import resolve_device
 from winnow.classifiers.train import TrainSettings, _stratified_split, train
 from winnow.pipelines.config import ConfigError, RunConfig
@@ -40,6 +40,17 @@ def settings_from(cfg: RunConfig):
         fasttext=c.fasttext.model_dump(),
         balance=c.balance,
     )
+
+
+def fingerprint_inputs(cfg: RunConfig) -> list[str]:
+    """Label files named in the config (the annotate stage's own labels are covered by its fingerprint)."""
+    files = []
+    for source in filter(None, (cfg.classifier.labels, cfg.classifier.eval_labels)):
+        try:
+            files += label_files(source)
+        except FileNotFoundError:
+            pass  # load_label_sets says so, with the key
+    return files
 
 
 def output_folder(cfg: RunConfig) -> Path:

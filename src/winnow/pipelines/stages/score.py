@@ -156,6 +156,11 @@ def _paths_file(paths: list[str], root: str) -> str:
     return str(listing)
 
 
+def writes_stage_folder(args) -> bool:
+    """`--input ... --output DIR` scores files outside any run: no stage folder to lock or fingerprint."""
+    return not getattr(args, "input", None)
+
+
 def run(cfg: RunConfig | None, args) -> int:
     offline_environment()
     from datatrove.pipeline.readers import ParquetReader
