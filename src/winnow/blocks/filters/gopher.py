@@ -1,7 +1,8 @@
 """Gopher's repetition and quality rules (Rae et al. 2021, Table A1 and §A.1.1) with a choice of word splitter.
 
 Same rules, thresholds and reasons as datatrove's GopherRepetitionFilter / GopherQualityFilter (FineWeb ran
-both with their defaults); only the word splitting is pluggable (`word_splitter="regex"` by default).
+both with their defaults); the word splitting is pluggable (`word_splitter="regex"` by default), and Gopher's alpha
+rule counts whitespace-separated words (see GopherQuality.filter).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class GopherQuality(GopherQualityFilter):
         max_non_alpha_words_ratio: float | None = 0.8,
         min_stop_words: int | None = 2,
         stop_words: list[str] | None = None,
-        alpha_ratio_of_words: bool = True,  # Gopher: share of *words*; see filter()
+        alpha_ratio_of_words: bool = True,  # Gopher: share of whitespace-separated words; False: datatrove's tokens
         word_splitter: str = "regex",
         exclusion_writer=None,
         language: str = "en",
@@ -166,13 +167,22 @@ class GopherQuality(GopherQualityFilter):
         ellipsis_ends = sum(s.rstrip().endswith(("...", "…")) for s in lines)
         if self.max_ellipsis_lines_ratio and ellipsis_ends / len(lines) > self.max_ellipsis_lines_ratio:
             return False, "gopher_too_many_end_ellipsis"
-        # "80 % of words contain an alphabetic character": datatrove 0.10.1 divides by every token, punctuation
-        # included, and so removes 4 % of the documents FineWeb kept (79 of 1,998 in fineweb-edu-llama3); over
-        # words (tokens that are not pure punctuation) it removes none of them, as Gopher and FineWeb intended.
-        counted = content_words if self.alpha_ratio_of_words else words
-        alpha_words = sum(any(c.isalpha() for c in w) for w in counted)
-        if self.max_non_alpha_words_ratio and alpha_words / max(len(counted), 1) < self.max_non_alpha_words_ratio:
-            return False, "gopher_below_alpha_threshold"
+        # "80 % of words contain an alphabetic character", over whitespace-separated words, as Dolma's Gopher tagger
+        # counts them (allenai/dolma python/dolma/taggers/gopher.py: text.split()). A whitespace word carries its
+        # punctuation: "word," has a letter, a free-standing "./!*?<><>" or "||||" has none. Measured on documents
+        # FineWeb kept (regex splitter):
+        #   splitter tokens (datatrove 0.10.1): every comma and full stop counts as a word without a letter, and
+        #     79 of 1,998 fineweb-edu-llama3 and 631 of 2,800 fineweb-sample-10BT documents fail;
+        #   tokens that are not pure punctuation: none fail, but symbol runs drop out of the count, and
+        #     datatrove's own symbol-soup test document passed;
+        #   whitespace words: none of the 1,998 fail (lowest share 0.866), 2 of the 2,800 (0.775, 0.788: rows of
+        #     dashes and years, stray quote marks), and the soup goes. str.split also cuts the whole filter from
+        #     0.41 to 0.29 ms/document (split cached, as after GopherRepetition).
+        if self.max_non_alpha_words_ratio:
+            counted = text.split() if self.alpha_ratio_of_words else words
+            alpha_words = sum(1 for w in counted if w.isalpha() or any(map(str.isalpha, w)))
+            if alpha_words / max(len(counted), 1) < self.max_non_alpha_words_ratio:
+                return False, "gopher_below_alpha_threshold"
         if self.min_stop_words and len(self.stop_words.intersection(words)) < self.min_stop_words:
             return False, "gopher_enough_stop_words"
         return True
