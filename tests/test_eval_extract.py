@@ -1,5 +1,6 @@
 """`winnow eval-extract` on the shared pages and trafilatura's ground truth: the scoring is trafilatura's own,
-the comparison runs through the CLI on a real shard, and trafilatura variants do not disturb each other."""
+the comparison runs through the CLI on a real shard, each half of the fixed tuning / held-out split is reported,
+and trafilatura variants do not disturb each other."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 from winnow.errors import ConfigError
 from winnow.pipelines import cli
-from winnow.pipelines.tools.eval_extract import Score, extractors, load_truth, read_pages, score_entry
+from winnow.pipelines.tools.eval_extract import SPLITS, Score, extractors, load_truth, read_pages, score_entry, split_of
 
 DIY_URL = "http://diy-expeditions.com/expeditionen-planen/expeditionen-in-uebersee/"
 
@@ -20,6 +21,17 @@ def truth(shared_data):
 def test_truth_is_every_annotated_capture(truth):
     assert len(truth) == 990  # 990 entries under 988 URLs (two URLs were annotated twice)
     assert len({url for url, _ in truth}) == 988
+
+
+def test_the_split_is_a_fixed_half_by_url(shared_data, truth):
+    """Every page and every annotated URL falls in one half, by its URL alone, so the held-out figure is
+    reproducible and the two captures of a URL never straddle the halves."""
+    urls = {url for url, _ in truth}
+    halves = {half: {url for url in urls if split_of(url) == half} for half in SPLITS}
+    assert set(SPLITS) == {"tune", "held-out"}
+    assert (len(halves["tune"]), len(halves["held-out"])) == (499, 489)
+    pages = read_pages(str(shared_data / "warc" / "pages" / "*.warc.gz"))
+    assert sum(split_of(p.url) == "held-out" for p in pages) == 742 and len(pages) == 1481
 
 
 def test_scoring_normalises_white_space_and_counts_snippets_as_trafilatura_does(truth):
@@ -62,6 +74,8 @@ def test_cli_compares_extractors_on_a_shard_and_writes_the_table(shared_data, tm
                 str(shard),
                 "--truth",
                 str(truth_file),
+                "--split",
+                "all",
                 "--output",
                 str(output),
             ]
@@ -84,6 +98,41 @@ def test_cli_compares_extractors_on_a_shard_and_writes_the_table(shared_data, tm
     assert rows["fast"]["f1"] > rows["resiliparse"]["f1"]
 
 
+@pytest.mark.slow
+def test_cli_reports_each_half_and_the_worst_pages(shared_data, tmp_path, capsys):
+    """`--split each` (the default) reports all pages, the tuning half and the held-out half from one run;
+    `--worst` lists the pages where an extractor makes the most errors beyond trafilatura(precision)'s."""
+    shard = shared_data / "warc" / "pages" / "pages-00005.warc.gz"
+    output = tmp_path / "table.json"
+    argv = ["eval-extract", "--extractor", "trafilatura_precision,fast", "--pages", str(shard), "--worst", "3"]
+    assert cli.main([*argv, "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    rows = {(r["split"], r["extractor"]): r for r in json.loads(output.read_text())}
+    assert {split for split, _ in rows} == {"all", "tune", "held-out"}
+    held_out_pages = sum(split_of(p.url) == "held-out" for p in read_pages(str(shard)))
+    for name in ("trafilatura_precision", "fast"):
+        halves = [rows[split, name] for split in SPLITS]
+        assert sum(r["docs"] for r in halves) == rows["all", name]["docs"] == 231
+        assert rows["held-out", name]["docs"] == held_out_pages
+        assert sum(r["entries"] for r in halves) == rows["all", name]["entries"]
+        for count in ("tp", "fn", "fp", "tn"):
+            assert sum(r["counts"][count] for r in halves) == rows["all", name]["counts"][count]
+    assert "split held-out:" in printed and "fast: the 3 pages (all) with the most errors beyond" in printed
+
+    # one half alone: only its pages are read, and the figures are those of the half in the full run
+    output_held_out = tmp_path / "held-out.json"
+    argv = ["eval-extract", "--extractor", "fast", "--pages", str(shard), "--split", "held-out"]
+    assert cli.main([*argv, "--output", str(output_held_out)]) == 0
+    (alone,) = json.loads(output_held_out.read_text())
+    assert alone["split"] == "held-out" and alone["docs"] == held_out_pages
+    assert alone["counts"] == rows["held-out", "fast"]["counts"]
+
+
 def test_unknown_extractor_is_refused_with_the_known_names():
     with pytest.raises(ConfigError, match="known"):
         extractors(["nonexistent"])
+
+
+def test_worst_pages_need_the_reference_extractor(capsys):
+    assert cli.main(["eval-extract", "--extractor", "fast", "--worst", "3"]) == 2
+    assert "trafilatura_precision" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The fast extractor on real pages of the shared shards: what a reader of each page calls its main text must
-come out, the page's navigation, teasers and footers must not (expectations written by reading the pages).
-Then the block as a pipeline step: every record of every shared archive is extracted, removed or failed,
-never lost, and the config name `fast` builds it."""
+come out, the page's navigation, teasers and footers must not (expectations written by reading the pages, or
+taken from trafilatura's annotation of the page where a comment says so). Then the quality gate on trafilatura's
+whole ground truth, the block as a pipeline step (every record of every shared archive is extracted, removed or
+failed, never lost), and the config name `fast` builds it."""
 
 import json
 
@@ -11,7 +12,15 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 from winnow.blocks.extractors import EXTRACTORS, build_extractor
 from winnow.blocks.extractors.fast import FastExtractor, blocks_of
 from winnow.blocks.readers import WebArchiveReader
-from winnow.pipelines.tools.eval_extract import decode_html
+from winnow.pipelines.tools.eval_extract import (
+    decode_html,
+    evaluate,
+    extractors,
+    load_truth,
+    read_pages,
+    split_of,
+    summarise,
+)
 
 # url (prefix) → (shard, must appear, must not appear)
 PAGES = {
@@ -83,6 +92,33 @@ PAGES = {
         ],
         ["Fandest du den Artikel hilfreich?", "Über den Autor", "Ich bin Christoph, leidenschaftlicher Angler"],
     ),
+    # a podcast blog post (trafilatura's annotation): the post, not the author box (<div id="author-info">)
+    # under it nor the "published in" line of the post footer
+    "https://knowledge-on-air.de/2019/12/17/koa039-live-vom-knowledgecamp-2019/": (
+        "pages-00001.warc.gz",
+        ["Auch auf dem KnowledgeCamp 2019", "vom Camp erzählen", "die über ihre Eindrücke"],
+        ["Scholarch der Cogneon", "Dieser Eintrag wurde veröffentlicht"],
+    ),
+    # a gas association's blog post (trafilatura's annotation): the article, not the small "Weitere
+    # Informationen" and "Ansprechpartner" sections that close the page
+    "https://www.dvgw.de/blog/gas/welche-heizung-ist-klimafreundlich-und-zukunftstauglich": (
+        "pages-00003.warc.gz",
+        ["In den Heizungen unserer", "Von den verschiedenen Heizsystemen im Haus", "Dazu kommt, dass nicht jedes"],
+        ["Weitere Informationen", "Ansprechpartner", "Bleiben Sie auf dem Laufenden"],
+    ),
+    # a tech blog post quoting tweets (trafilatura's annotation): the quoted tweets are article text
+    "https://www.basicthinking.de/blog/2018/12/05/erfolgreiche-tweets-zutaten/": (
+        "pages-00002.warc.gz",
+        ["Frank Thelen, Investor", "Meine Mutter ist jederzeit", "Female founders must constantly consider"],
+        ["Mit Absendung des Formulars willige ich", "Kommentieren"],
+    ),
+    # a national park's news page whose text is repeated in <noscript> for browsers without JavaScript
+    # (trafilatura's annotation): the text, not the park office's phone line
+    "http://www.parcoabruzzo.it/dettaglio.php?id=58354": (
+        "pages-00000.warc.gz",
+        ["naturali di regolazione numerica", "In questo contesto è chiaro"],
+        ["Tel. 0863/91131 - Fax 0863/912132", "Autore di Parks.it"],
+    ),
 }
 
 
@@ -104,7 +140,20 @@ def test_main_text_kept_and_boilerplate_dropped_on_real_pages(shared_data, url):
         assert snippet not in text, f"boilerplate kept on {url}: {snippet!r}"
 
 
-HEURISTICS = ["prune_links", "prune_phrases", "cut_at_tail_markers", "keep_good_span", "short_context"]
+HEURISTICS = [
+    "prune_links",
+    "prune_phrases",
+    "cut_at_tail_markers",
+    "keep_good_span",
+    "short_context",
+    "skip_containers",
+    "drop_small_tail_sections",
+]
+
+
+# Rules that change which blocks there are, or their labels, rather than only dropping blocks: switched off, the
+# text is not a superset (skipped containers can make resiliparse's main-content pass choose other elements).
+RESHAPING = {"short_context", "skip_containers"}
 
 
 @pytest.mark.parametrize("heuristic", HEURISTICS)
@@ -114,9 +163,63 @@ def test_each_heuristic_removes_something_on_these_pages(shared_data, heuristic)
     for url, (shard, _, _) in PAGES.items():
         html = page_html(shared_data, url, shard)
         with_it, without_it = FastExtractor().extract(html), FastExtractor(**{heuristic: False}).extract(html)
-        assert set(with_it.splitlines()) <= set(without_it.splitlines()) or heuristic == "short_context"
+        assert set(with_it.splitlines()) <= set(without_it.splitlines()) or heuristic in RESHAPING
         grew.append(len(without_it) > len(with_it))
     assert any(grew), f"{heuristic} changes nothing on the test pages"
+
+
+@pytest.mark.parametrize(
+    "switch, url, snippet",
+    [
+        ("read_noscript", "http://www.parcoabruzzo.it/dettaglio.php?id=58354", "In questo contesto è chiaro"),
+        (
+            "keep_embedded_posts",
+            "https://www.basicthinking.de/blog/2018/12/05/erfolgreiche-tweets-zutaten/",
+            "Female founders must constantly consider",
+        ),
+    ],
+)
+def test_noscript_text_and_embedded_tweets_are_kept(shared_data, switch, url, snippet):
+    """The two rules that add text: switched off, the page's main text loses the snippet."""
+    html = page_html(shared_data, url, PAGES[url][0])
+    assert snippet in FastExtractor().extract(html)
+    assert snippet not in FastExtractor(**{switch: False}).extract(html)
+
+
+# The quality gate. F1 measured with `winnow eval-extract` (docs/sections/extract.md): fast 0.925 on all 990
+# annotated pages (0.925 on the tuning half, 0.926 on the held-out half), trafilatura(precision) 0.915.
+# The threshold is the measurement minus a margin of 0.005 for library updates; the held-out comparison with
+# trafilatura below is computed, not recorded.
+MIN_F1 = 0.920
+
+
+@pytest.fixture(scope="module")
+def annotated(shared_data):
+    """(pages with ground truth, ground truth) of the shared evaluation set."""
+    truth = load_truth(str(shared_data / "extraction-eval" / "trafilatura-evaldata.json"))
+    ids = {entry["warc_record_id"] for _, entry in truth}
+    pages = [p for p in read_pages(str(shared_data / "warc" / "pages" / "*.warc.gz")) if p.record_id in ids]
+    return pages, truth
+
+
+def test_fast_f1_on_trafilaturas_ground_truth_in_each_half(annotated):
+    pages, truth = annotated
+    results = evaluate(pages, truth, {"fast": FastExtractor().extract})
+    for split, entries in [("all", 990), ("tune", 499), ("held-out", 491)]:
+        score = summarise(results, split)["fast"]
+        assert score.entries == entries and score.errors == 0
+        assert score.f1 >= MIN_F1, f"fast F1 {score.f1:.3f} on the {split} pages (threshold {MIN_F1})"
+
+
+@pytest.mark.slow
+def test_fast_is_at_least_as_good_as_trafilatura_precision_on_the_held_out_pages(annotated):
+    """The pages no rule of the fast extractor was tuned on: both extractors run here, the same scoring."""
+    pages, truth = annotated
+    held_out = [p for p in pages if split_of(p.url) == "held-out"]
+    scores = summarise(evaluate(held_out, truth, extractors(["trafilatura_precision", "fast"])))
+    fast, reference = scores["fast"], scores["trafilatura_precision"]
+    assert fast.entries == reference.entries == 491
+    assert fast.f1 >= reference.f1, f"held-out F1: fast {fast.f1:.3f} < trafilatura(precision) {reference.f1:.3f}"
 
 
 def test_blocks_carry_link_density_and_heading_flags():

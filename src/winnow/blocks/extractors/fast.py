@@ -1,17 +1,21 @@
 """A fast main-text extractor: resiliparse's DOM and main-content pass, then block-level boilerplate pruning.
 
 trafilatura (what FineWeb runs, in precision mode) spends ~95 % of a FineWeb run's CPU time. resiliparse's C
-main-content extraction is ~15× faster but keeps navigation, "related articles", comment prompts and footers.
-This extractor asks resiliparse for its main content as minimal HTML (paragraphs, headings, list items, links),
-cuts that into blocks, and drops blocks the way jusText-style classifiers do — measured on trafilatura's own
-ground truth (winnow eval-extract; the ablation table is in docs/sections/extract.md):
+main-content extraction is ~14× faster but keeps navigation, "related articles", comment prompts and footers.
+This extractor parses the page once with resiliparse, asks for its main content as minimal HTML (paragraphs,
+headings, list items, links), cuts that into blocks, and drops blocks the way jusText-style classifiers do —
+measured on trafilatura's own ground truth, tuned on one half of it and checked on the other (winnow
+eval-extract --split; the tables are in docs/sections/extract.md):
 
-1. drop link-heavy blocks (link density: share of a block's characters inside <a>);
-2. drop short blocks that match boilerplate phrases (cookie notices, copyright, "read more", sharing prompts);
-3. cut the page at the first "tail marker" after the text has started ("Related posts", "Über den Autor", ...);
-4. classify the rest as good (long, few links), short or bad, keep the span from the first to the last good
-   block, and drop runs of short blocks that sit between bad blocks (jusText's context rule);
-5. when resiliparse's main-content pass leaves almost nothing (it sometimes drops a whole page), prune the
+1. skip author boxes, footers, captions, disclaimers, ratings, bylines and post metadata by their class or id
+   (a subset of trafilatura's own discard list), and read <noscript> text and embedded tweets as text;
+2. drop link-heavy blocks (link density: share of a block's characters inside <a>);
+3. drop short blocks that match boilerplate phrases (cookie notices, copyright, "read more", sharing prompts);
+4. cut the page at the first "tail marker" after the text has started ("Related posts", "Über den Autor", ...);
+5. classify the rest as good (long, few links), short or bad, keep the span from the first to the last good
+   block, drop the small sections that headings open at its end, and drop runs of short blocks that sit
+   between bad blocks (jusText's context rule);
+6. when resiliparse's main-content pass leaves almost nothing (it sometimes drops a whole page), prune the
    whole page's text the same way instead.
 
 Everything runs in-process (no per-document subprocess): the C parser does the heavy part and the pruning is a
@@ -43,16 +47,37 @@ BOILERPLATE_PHRASES = re.compile(
 )
 
 # Short lines that open the sections following an article (related links, author box, comments, sharing):
-# once one appears after the main text has started, the rest of the page is not main text.
+# once one appears after the main text has started, the rest of the page is not main text. From "see also" on,
+# phrases found on the tuning half of the evaluation pages (docs/sections/extract.md).
 TAIL_MARKERS = re.compile(
     r"^(related posts|more from|you (may|might) also|recommended|most (read|popular)|latest|about the author|"
     r"the author|comments$|leave a (reply|comment)|post a comment|"
     r"ähnliche|weitere (artikel|beiträge|news|nachrichten)|mehr (aus|von|artikel|news)|das könnte|"
     r"neueste|aktuelle (news|artikel|beiträge)|meist ?gelesen|über (den|die) autor|zum autor|die autorin|"
     r"der autor|hinterlasse|schreibe einen kommentar|diesen artikel teilen|schlagworte|schlagwörter|"
-    r"vous aimerez|à lire également|te puede interesar|noticias relacionadas|más noticias)",
+    r"vous aimerez|à lire également|te puede interesar|noticias relacionadas|más noticias|"
+    r"see also|read also|further reading|more (stories|news)|top stories|trending|"
+    r"quellen|quellenangaben|originalpublikation|top themen|die meistgelesenen|in den schlagzeilen|"
+    r"empfehlungen der redaktion|wie bewerten sie|sie könnten auch|das könnte sie auch|entdecke weitere|"
+    r"unsere partner|lee también|contexto de la noticia|notas relacionadas|zobacz (również|też)|"
+    r"czytaj (także|też|również)|polecamy)",
     re.IGNORECASE,
 )
+
+# Containers whose class or id names them as an author box, a footer, an image caption, a disclaimer, a rating
+# widget, a byline or post metadata: a subset of trafilatura's OVERALL_DISCARD_XPATH and DISCARD_IMAGE_ELEMENTS
+# (trafilatura/xpaths.py), limited like there to div/p/section/span/list elements so that a page-wide wrapper
+# (<body class="author-page">, <article class="has-caption">) is never skipped. Each of the rest of trafilatura's
+# list, tried one by one on the tuning half, changed nothing (related, newsletter, cookie, breadcrumb, ...:
+# resiliparse's main-content pass already drops those) or cost article text (share, menu, navigation, sidebar,
+# widget, teaser, slide, hidden, link, bottom: names of containers that also hold article text).
+BOILERPLATE_CONTAINERS = (
+    ":is(div, p, section, span, ul, li):is([class*=author], [class*=footer], [class*=caption], [class*=disclaimer], "
+    "[class*=rating], [class*=byline], [class*=meta], [id*=author], [id*=footer])"
+)
+
+# Posts quoted in an article through the social network's embed code (<blockquote class="twitter-tweet">).
+EMBEDDED_POSTS = "blockquote.twitter-tweet"
 
 _TAG = re.compile(r"<[^>]*>")
 _LINK = re.compile(r"<a\b[^>]*>(.*?)</a>", re.DOTALL)
@@ -110,8 +135,12 @@ class FastExtractor(AccountedExtractor):
         min_main_content_chars: below this many characters of resiliparse main content (as minimal HTML),
             fall back to the whole page.
         min_good_heading_chars: headings this long count as text (lead paragraphs set as <h2>).
-        prune_links, prune_phrases, cut_at_tail_markers, keep_good_span, short_context, fallback_whole_page,
-            keep_heading_before: switch one heuristic off (the ablation in docs/sections/extract.md).
+        max_tail_section_chars, max_tail_section_share: the sections that headings open at the end of the text
+            go when together they hold fewer characters than this and less than this share of the text
+            (200 and 0.2: measured on the tuning half).
+        skip_containers, read_noscript, keep_embedded_posts, prune_links, prune_phrases, cut_at_tail_markers,
+            keep_good_span, drop_small_tail_sections, short_context, fallback_whole_page, keep_heading_before:
+            switch one heuristic off (the ablation in docs/sections/extract.md).
         timeout, isolation, exclusion_writer, failure_writer: as AccountedExtractor. The default isolation is a
             CPU-time signal in this process (cheap; guards the Python pruning — the C parser is linear-time).
         favour_precision: accepted for the uniform factory signature; there is no separate precision mode.
@@ -137,6 +166,12 @@ class FastExtractor(AccountedExtractor):
         min_main_content_chars: int = 500,
         min_good_heading_chars: int = 100,
         keep_heading_before: bool = True,
+        skip_containers: bool = True,
+        read_noscript: bool = True,
+        keep_embedded_posts: bool = True,
+        drop_small_tail_sections: bool = True,
+        max_tail_section_chars: int = 200,
+        max_tail_section_share: float = 0.2,
         timeout: float = 1.0,
         favour_precision: bool = True,
         isolation: str = "signal",
@@ -159,30 +194,38 @@ class FastExtractor(AccountedExtractor):
         self.min_main_content_chars = min_main_content_chars
         self.min_good_heading_chars = min_good_heading_chars
         self.keep_heading_before = keep_heading_before
+        self.skip_containers = skip_containers
+        self.read_noscript = read_noscript
+        self.keep_embedded_posts = keep_embedded_posts
+        self.drop_small_tail_sections = drop_small_tail_sections
+        self.max_tail_section_chars = max_tail_section_chars
+        self.max_tail_section_share = max_tail_section_share
 
     def extract(self, text: str) -> str:
         """HTML → main text, one block per line ("" when nothing is left)."""
         from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
 
-        markup = extract_plain_text(
-            text,
+        tree = HTMLTree.parse(text)  # parsed once: extraction leaves the tree as it was, the fallback reuses it
+        if self.keep_embedded_posts and "twitter-tweet" in text and tree.body is not None:
+            # resiliparse's main-content pass drops elements whose class names a social network; an embedded
+            # tweet quoted in an article is article text (trafilatura keeps it)
+            for quote in tree.body.query_selector_all(EMBEDDED_POSTS):
+                quote.class_name = ""
+        options = dict(
             preserve_formatting="minimal_html",
             links=True,
-            main_content=True,
             alt_texts=False,
             comments=False,
+            noscript=self.read_noscript,  # lazy-loading pages put their text (again) in <noscript>
         )
+        if self.skip_containers:
+            options["skip_elements"] = [BOILERPLATE_CONTAINERS]
+        markup = extract_plain_text(tree, main_content=True, **options)
         if self.fallback_whole_page and len(markup) < self.min_main_content_chars:
             # resiliparse's main-content pass sometimes removes everything (e.g. a page whose whole body sits in
             # an element with a "hidden"-like class); then prune the whole page's text block by block instead.
-            markup = extract_plain_text(
-                text,
-                preserve_formatting="minimal_html",
-                links=True,
-                main_content=False,
-                alt_texts=False,
-                comments=False,
-            )
+            markup = extract_plain_text(tree, main_content=False, **options)
         blocks = blocks_of(markup)
         for block in blocks:
             self.label(block)
@@ -190,6 +233,8 @@ class FastExtractor(AccountedExtractor):
             blocks = self.cut_tail(blocks)
         if self.keep_good_span:
             blocks = self.good_span(blocks)
+        if self.drop_small_tail_sections:
+            blocks = self.without_small_tail_sections(blocks)
         if self.short_context:
             self.relabel_short(blocks)
         return "\n".join(block.text for block in blocks if block.label != "bad")
@@ -251,3 +296,22 @@ class FastExtractor(AccountedExtractor):
         while last + 1 < len(blocks) and last - good[-1] < self.edge_blocks and blocks[last + 1].label == "short":
             last += 1
         return blocks[first : last + 1]
+
+    def without_small_tail_sections(self, blocks: list[Block]) -> list[Block]:
+        """Drop the sections at the end of the text that headings open when together they hold little text (an
+        author box, "Weitere Informationen" with a contact, a "Related topics" line): fewer than
+        `max_tail_section_chars` characters and less than `max_tail_section_share` of the text. The first block
+        never goes."""
+        kept = sum(len(b.text) for b in blocks if b.label != "bad")
+        limit = min(self.max_tail_section_chars, self.max_tail_section_share * kept)
+        end, chars = len(blocks), 0
+        for i in range(len(blocks) - 1, 0, -1):
+            block = blocks[i]
+            if block.label == "bad":
+                continue
+            chars += len(block.text)
+            if chars >= limit:
+                break
+            if block.heading:
+                end = i
+        return blocks[:end]

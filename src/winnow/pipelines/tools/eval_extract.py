@@ -9,11 +9,16 @@ WARC-Record-ID (falling back to WARC-Target-URI).
 Speed: every extractor runs on every page of the shards, interleaved page by page, and each call is timed with
 time.process_time (CPU time of this process), so CPU contention from other processes slows no side more than the
 other. Each extractor is called directly (no datatrove timeout sandbox), i.e. the pure extraction cost.
+
+Splits: every page belongs to one of two fixed halves, "tune" or "held-out", by the SHA-1 of its URL
+(WARC-Target-URI), so captures of the same URL share a half. Extractor rules are tuned looking at the tuning half
+only; the held-out half shows whether they carry over to pages nobody tuned on (`--split held-out`).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import re
 import sys
@@ -28,6 +33,13 @@ from winnow.files import write_json
 # The reference every speed ratio is taken against: trafilatura as FineWeb runs it.
 REFERENCE = "trafilatura_precision"
 ALL = ["trafilatura_precision", "trafilatura", "resiliparse", "fast"]  # `--extractor all`
+SPLITS = ["tune", "held-out"]  # the two halves of the evaluation pages (split_of)
+
+
+def split_of(url: str) -> str:
+    """The half a page belongs to: "tune" when the first byte of the SHA-1 of its URL is even, else "held-out"
+    (499 / 489 of the 988 annotated URLs, 739 / 742 of the 1,481 pages)."""
+    return SPLITS[hashlib.sha1(url.encode("utf-8")).digest()[0] % 2]
 
 
 @dataclass
@@ -169,9 +181,27 @@ def extractors(names: list[str]) -> dict[str, Callable[[str], str | None]]:
     return {n: make(n) for n in names}
 
 
+@dataclass
+class PageResult:
+    """One extractor on one page: CPU time and the confusion counts of the page's ground-truth entries."""
+
+    page: int  # position in the evaluated pages
+    url: str
+    split: str
+    extractor: str
+    cpu_seconds: float
+    error: bool
+    empty: bool
+    entries: int
+    tp: int = 0
+    fn: int = 0
+    fp: int = 0
+    tn: int = 0
+
+
 def evaluate(
     pages: list[Page], truth: list[tuple[str, dict]], named: dict[str, Callable[[str], str | None]]
-) -> dict[str, Score]:
+) -> list[PageResult]:
     """Run every extractor on every page (interleaved) and score the pages that have ground truth."""
     by_id = {p.record_id: i for i, p in enumerate(pages)}
     by_url: dict[str, int] = {}
@@ -183,27 +213,65 @@ def evaluate(
         if i is not None:  # entries whose page is not among `pages` (a --pages subset) are not scored
             entries_of.setdefault(i, []).append(entry)
 
-    scores = {name: Score(name, entries=sum(map(len, entries_of.values()))) for name in named}
+    results = []
     for i, page in enumerate(pages):
         for name, extract in named.items():
-            score = scores[name]
+            error = False
             start = time.process_time()
             try:
                 text = extract(page.html)
             except Exception:  # an extractor bug on one page is counted, never fatal to the comparison
-                text = None
-                score.errors += 1
-                score.failed_urls.append(page.url)
-            score.cpu_seconds += time.process_time() - start
-            score.docs += 1
-            score.empty += not text
-            for entry in entries_of.get(i, []):
-                tp, fn, fp, tn = score_entry(text, entry)
-                score.tp, score.fn, score.fp, score.tn = score.tp + tp, score.fn + fn, score.fp + fp, score.tn + tn
+                text, error = None, True
+            cpu_seconds = time.process_time() - start
+            entries = entries_of.get(i, [])
+            tp, fn, fp, tn = map(sum, zip((0, 0, 0, 0), *(score_entry(text, entry) for entry in entries)))
+            split = split_of(page.url)
+            results.append(
+                PageResult(i, page.url, split, name, cpu_seconds, error, not text, len(entries), tp, fn, fp, tn)
+            )
+    return results
+
+
+def summarise(results: list[PageResult], split: str = "all") -> dict[str, Score]:
+    """Per extractor, the summed counts and CPU time of the pages of one split ("all", "tune" or "held-out")."""
+    scores: dict[str, Score] = {}
+    for r in results:
+        if split != "all" and r.split != split:
+            continue
+        s = scores.setdefault(r.extractor, Score(r.extractor))
+        s.docs += 1
+        s.cpu_seconds += r.cpu_seconds
+        s.entries += r.entries
+        s.errors += r.error
+        s.empty += r.empty
+        s.tp, s.fn, s.fp, s.tn = s.tp + r.tp, s.fn + r.fn, s.fp + r.fp, s.tn + r.tn
+        if r.error:
+            s.failed_urls.append(r.url)
     return scores
 
 
-def table(scores: dict[str, Score]) -> list[dict]:
+def worst_pages(results: list[PageResult], extractor: str, n: int, split: str = "all") -> list[dict]:
+    """The `n` annotated pages of `split` where `extractor` makes the most errors (FP + FN) beyond the
+    reference's (trafilatura_precision), most first."""
+    mine = {r.page: r for r in results if r.extractor == extractor and r.entries and split in ("all", r.split)}
+    reference = {r.page: r for r in results if r.extractor == REFERENCE and r.page in mine}
+    rows = []
+    for page, r in mine.items():
+        ref = reference.get(page)
+        rows.append(
+            {
+                "url": r.url,
+                "split": r.split,
+                "extra_errors": (r.fp + r.fn) - ((ref.fp + ref.fn) if ref else 0),
+                extractor: {"fp": r.fp, "fn": r.fn},
+                REFERENCE: {"fp": ref.fp, "fn": ref.fn} if ref else None,
+            }
+        )
+    rows.sort(key=lambda row: (-row["extra_errors"], row["url"]))
+    return rows[:n]
+
+
+def table(scores: dict[str, Score], split: str = "all") -> list[dict]:
     reference = scores.get(REFERENCE)
     rows = []
     for name, s in scores.items():
@@ -211,6 +279,7 @@ def table(scores: dict[str, Score]) -> list[dict]:
         rows.append(
             {
                 "extractor": name,
+                "split": split,
                 "docs": s.docs,
                 "cpu_s": round(s.cpu_seconds, 2),
                 "docs_per_cpu_s": round(s.docs_per_cpu_second, 1),
@@ -250,20 +319,55 @@ def add_arguments(p) -> None:
     p.add_argument("--extractor", default="all", help="an extractor name, a comma list, or 'all'")
     p.add_argument("--pages", default="../shared/data/warc/pages/*.warc.gz")
     p.add_argument("--truth", default="../shared/data/extraction-eval/trafilatura-evaldata.json")
+    p.add_argument(
+        "--split",
+        default="each",
+        choices=["each", "all", *SPLITS],
+        help="pages to report: one half (tune, held-out; by URL hash), all, or each of the three (default)",
+    )
+    p.add_argument(
+        "--worst",
+        type=int,
+        default=0,
+        help="also list the N annotated pages where each extractor makes the most errors beyond trafilatura_precision",
+    )
     p.add_argument("--output", help="write the table as JSON here")
 
 
 def main(args) -> int:
     names = ALL if args.extractor == "all" else [n.strip() for n in args.extractor.split(",") if n.strip()]
     named = extractors(names)
+    if args.worst and REFERENCE not in named:
+        raise ConfigError(f"--worst compares each extractor with {REFERENCE}: add it to --extractor")
     pages = read_pages(args.pages)
     if not pages:
         raise ConfigError(f"--pages: no WARC response records match {args.pages}")
+    if args.split in SPLITS:
+        pages = [p for p in pages if split_of(p.url) == args.split]
     truth = load_truth(args.truth)
     print(f"winnow eval-extract: {len(pages)} pages, extractors {names}")
-    rows = table(evaluate(pages, truth, named))
-    print(f"winnow eval-extract: {rows[0]['entries']} of {len(truth)} ground-truth entries have their page here")
-    print_table(rows)
+    results = evaluate(pages, truth, named)
+    rows = []
+    for split in ["all", *SPLITS] if args.split == "each" else [args.split]:
+        split_rows = table(summarise(results, split), split)
+        if not split_rows:
+            print(f"\nsplit {split}: no pages")
+            continue
+        first = split_rows[0]
+        print(f"\nsplit {split}: {first['docs']} pages, {first['entries']} of {len(truth)} ground-truth entries")
+        print_table(split_rows)
+        rows += split_rows
+    split = args.split if args.split in SPLITS else "all"
+    for name in names if args.worst else []:
+        if name == REFERENCE:
+            continue
+        print(f"\n{name}: the {args.worst} pages ({split}) with the most errors beyond {REFERENCE}'s")
+        for row in worst_pages(results, name, args.worst, split):
+            mine, ref = row[name], row[REFERENCE]
+            print(
+                f"  {row['extra_errors']:+3d}  FP {mine['fp']} FN {mine['fn']} (ref FP {ref['fp']} FN {ref['fn']})"
+                f"  {row['split']:<8} {row['url']}"
+            )
     if args.output:
         write_json(args.output, rows)
         print(f"winnow eval-extract: table written to {args.output}")
