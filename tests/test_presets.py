@@ -125,3 +125,67 @@ def test_demo_preset_builds_every_stage(tmp_path, shared_data):
     assert [a.name for a in cfg.ablate.ablations] and cfg.ablate.preset == "cpu-tiny"
     train = ablate.train_config(cfg.ablate, tmp_path / "tokens", tmp_path / "tok.json", tmp_path / "s", 0)
     assert train.device == "auto" and train.tokens == cfg.ablate.tokens
+
+
+def test_the_cluster_presets_whole_graph_as_sbatch_would_get_it(tmp_path, shared_data, project_root):
+    """`winnow run --dry-run` on the preset: every job's resources and every dependency edge, nothing submitted."""
+    import re
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "winnow.pipelines.cli", "run", "-c", "configs/fineweb-cc-dump.yaml", "--dry-run",
+            "--set", f"output_dir={tmp_path / 'run'}",
+            "--set", f"input.paths={shared_data}/warc/pages/pages-00000.warc.gz",
+        ],
+        cwd=project_root, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    sandbox = tmp_path / "run.dry-run"
+    assert not (tmp_path / "run").exists()  # the dry run writes only into its sandbox
+
+    def sbatch(stage: str, step: str) -> dict:
+        folder = sandbox / stage / "logs" / step
+        script = folder / ("job.sh" if step == "job" else "launch_script.sh")
+        lines = script.read_text().splitlines()
+        return dict(ln.removeprefix("#SBATCH --").partition("=")[::2] for ln in lines if ln.startswith("#SBATCH --"))
+
+    def after(args: dict) -> set[str]:
+        return {re.sub(r"^dry-(winnow\.cc-main-2024-10\.)?", "", j) for j in args["dependency"].split(":")[1:]}
+
+    expected = {  # (stage, step): (array, partition, time, cpus, mem per cpu, gres)
+        ("base", "base"): ("0-7999", "cpu", "10:00:00", "1", "2048M", None),
+        ("dedup", "signatures"): ("0-999", "cpu", "05:00:00", "1", "4096M", None),
+        ("dedup", "buckets"): ("0-699", "cpu", "02:00:00", "3", "4096M", None),
+        ("dedup", "clusters"): ("0-0", "cpu", "30:00:00", "8", "25600M", None),
+        ("dedup", "filter"): ("0-999", "cpu", "05:00:00", "1", "4096M", None),
+        ("annotate", "job"): (None, "cpu", "48:00:00", "32", "1024M", None),
+        ("classifier", "job"): (None, "gpu", "12:00:00", "8", "8192M", "gpu:1"),
+        ("score", "job"): (None, "gpu", "72:00:00", "8", "8192M", "gpu:1"),
+        ("subsets", "job"): (None, "cpu", "12:00:00", "16", "2048M", None),
+        ("ablate", "job"): (None, "gpu", "7-00:00:00", "64", "4096M", "gpu:8"),
+        ("report", "job"): (None, "cpu", "01:00:00", "2", "4096M", None),
+    }
+    for (stage, step), (array, partition, time, cpus, mem, gres) in expected.items():
+        args = sbatch(stage, step)
+        got = (args.get("array"), args["partition"], args["time"], args["cpus-per-task"], args["mem-per-cpu"])
+        assert got == (array, partition, time, cpus, mem), (stage, step, got)
+        assert args.get("gres") == gres, (stage, step)
+        assert args.get("kill-on-invalid-dep") == "yes"  # a failure cancels what waits on it
+
+    # the edges: each step after the previous one, each stage after the final jobs of every stage before it
+    assert "dependency" not in sbatch("base", "base")
+    assert after(sbatch("dedup", "signatures")) == {"base.finalize"}
+    assert after(sbatch("dedup", "clusters")) == {"dedup.exact_buckets"}
+    assert after(sbatch("dedup", "filter")) == {"dedup.clusters"}
+    upstream = {"base.finalize", "dedup.finalize"}
+    for stage in ("annotate", "classifier", "score", "subsets", "ablate", "report"):
+        assert after(sbatch(stage, "job")) == upstream, stage
+        upstream = upstream | {stage}
+    job = (sandbox / "score" / "logs" / "job" / "job.sh").read_text()
+    assert (
+        "--set executor.kind=local" in job
+        and "run-config.yaml" in job
+        and "source /opt/winnow/.venv/bin/activate" in job
+    )

@@ -1,4 +1,5 @@
-"""Training: the schedule's shape, a run killed mid-way resumes onto exactly the same loss curve, and the
+"""Training: the schedule's shape, tokens read through memory maps with the batches of the in-memory reader it
+replaced, a run killed mid-way resumes onto exactly the same loss curve, and the
 multi-process path (torchrun + DDP) follows the single-process curve. On CPU DDP runs with the gloo backend
 (2 processes), the same code a GPU cluster runs with NCCL; the GPU checks skip cleanly without CUDA."""
 
@@ -11,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from datatrove.executor import LocalPipelineExecutor
 
-from winnow.proxy.tokenize import sample_texts, tokenize_pipeline, train_corpus_bpe
-from winnow.proxy.train import TrainConfig, lr_at, main, train
+import winnow.proxy.train as train_module
+from winnow.proxy.tokenize import merge_pipeline, sample_texts, token_files, tokenize_pipeline, train_corpus_bpe
+from winnow.proxy.train import VALIDATION_SEED, TrainConfig, batch_offsets, lr_at, main, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # a deliberately small shape so that 120 steps take seconds
@@ -44,9 +47,11 @@ def tokens(shared_data, tmp_path_factory):
     with gzip.open(shared_data / "annotations" / "fineweb-edu-llama3" / "train.jsonl.gz", "rt") as f:
         docs.write_text("".join(json.dumps({"text": json.loads(next(f))["text"]}) + "\n" for _ in range(300)))
     tokenizer = train_corpus_bpe(sample_texts([str(docs)], 300), 512, work / "tokenizer.json")
-    LocalPipelineExecutor(
-        tokenize_pipeline(str(docs), work / "tokens", tokenizer, seed=0), tasks=1, logging_dir=str(work / "logs")
-    ).run()
+    for name, pipeline in [
+        ("tokenize", tokenize_pipeline(str(docs), work / "tokens", tokenizer)),
+        ("merge", merge_pipeline(str(docs), work / "tokens", tokenizer, seed=0)),
+    ]:
+        LocalPipelineExecutor(pipeline, tasks=1, logging_dir=str(work / "logs" / name)).run()
     return work / "tokens", tokenizer
 
 
@@ -85,6 +90,52 @@ def _train(config: Path) -> subprocess.Popen:
 
 def _losses(out_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, (out_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+def in_memory_batches(tokens_dir: Path, seed: int, steps: int, batch: int, context: int, micro: int) -> list:
+    """What training drew before it memory-mapped its data: every token file read into RAM with np.concatenate,
+    split into train and validation arrays, windows cut from those."""
+    stream = np.concatenate([np.fromfile(p, dtype=np.uint16) for p in token_files(tokens_dir)])
+    n_val = max(int(0.05 * len(stream)), (context + 1) * 2)
+    train_part, val_part = stream[:-n_val], stream[-n_val:]
+    drawn = []
+    for step in range(steps):
+        offsets = batch_offsets(seed, step, batch, len(train_part), context)
+        drawn.append(np.stack([train_part[o : o + context + 1] for o in offsets]))
+    val = [batch_offsets(VALIDATION_SEED, i, micro, len(val_part), context) for i in range(8)]
+    return drawn + [np.stack([val_part[o : o + context + 1] for o in offsets]) for offsets in val]
+
+
+@pytest.mark.parametrize("files", [1, 3])
+def test_training_reads_memory_maps_and_draws_the_in_memory_batches(tokens, tmp_path, monkeypatch, files):
+    """The data object is a memory map (one file) or a stream of memory maps (several files), never an array in
+    RAM; the batches of every step and the validation windows are those of the in-memory reader, token for token."""
+    tokens_dir, tokenizer = tokens
+    if files > 1:  # the same stream cut into several files, as a multi-task datatrove tokenizer would leave it
+        stream = np.fromfile(token_files(tokens_dir)[0], dtype=np.uint16)
+        tokens_dir = tmp_path / "split"
+        tokens_dir.mkdir()
+        for k, part in enumerate(np.array_split(stream, files)):
+            part.tofile(tokens_dir / f"{k:03d}.ds")
+    seen = []
+
+    def recording_windows(data, offsets, context):
+        x, y = windows(data, offsets, context)
+        seen.append((data, torch.cat([x, y[:, -1:]], dim=1).numpy()))
+        return x, y
+
+    windows = train_module.windows
+    monkeypatch.setattr(train_module, "windows", recording_windows)
+    config = _config((tokens_dir, tokenizer), tmp_path / "run", tokens=6 * 4 * 32, eval_every=6)
+    train(TrainConfig(**json.loads(config.read_text())))
+    data = seen[0][0]
+    assert all(d is data for d, _ in seen)
+    maps = [data] if files == 1 else data.maps
+    assert len(maps) == files and all(isinstance(m, np.memmap) for m in maps)
+    expected = in_memory_batches(tokens_dir, seed=0, steps=6, batch=4, context=32, micro=4)
+    assert len(seen) == len(expected) == 6 + 8
+    for (_, got), want in zip(seen, expected):
+        assert np.array_equal(got, want)
 
 
 @pytest.mark.slow

@@ -2,13 +2,14 @@
 
     winnow <stage> -c CONFIG [--set key=value ...]     each stage of winnow.pipelines.registry, in order
     winnow demo -c CONFIG                              the whole recipe (registry order), end to end
-    winnow status -c CONFIG                            per stage: tasks done, running, failed
+    winnow status -c CONFIG [--watch [SECONDS]]        per stage: tasks done, running, failed
     winnow stages                                      the stage names, in order (the Makefile reads this)
     winnow evaluate / eval-extract                     tools that need no run config
 
 Stage modules are imported only when their command runs, so `winnow --help` and a config error answer at
 once, before torch or datatrove are loaded. This is the only place that prints an error and picks an exit
-code: 2 for a configuration problem (winnow.errors.ConfigError), 1 for a stage that failed.
+code: 2 for a configuration problem (winnow.errors.ConfigError), 1 for a stage that failed. `--quiet` (before or
+after the command) turns off the progress line a local stage draws on a terminal (winnow.pipelines.progress).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 
 from winnow import __version__
 from winnow.errors import WinnowError
-from winnow.pipelines import registry
+from winnow.pipelines import progress, registry
 from winnow.pipelines.config import load_config
 from winnow.pipelines.execution import offline_environment
+from winnow.pipelines.guard import run_stage
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,12 @@ class Command:
 
 
 COMMANDS = {
-    "demo": Command("winnow.pipelines.recipe", "the whole recipe end to end: " + " → ".join(registry.names()), True),
+    "run": Command(
+        "winnow.pipelines.recipe",
+        "the whole recipe: " + " → ".join(registry.names()) + " (locally in order; on Slurm one job graph)",
+        True,
+    ),
+    "demo": Command("winnow.pipelines.recipe", "the same as run (the name `make demo` uses)", True),
     "status": Command("winnow.pipelines.status", "per stage: tasks done, running, failed", True),
     "evaluate": Command("winnow.pipelines.tools.evaluate", "evaluate any causal LM on the benchmarks", False),
     "eval-extract": Command(
@@ -57,18 +64,30 @@ def _config_arguments(p: argparse.ArgumentParser, required: bool = True) -> None
     )
 
 
+QUIET_HELP = "no progress line on the terminal, and datatrove's console logs cut to warnings and errors"
+
+
+def _quiet_argument(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # accepted before and after the command; a command's parser leaves it unset unless given (SUPPRESS), so it
+    # never overwrites `winnow --quiet <command>`
+    p.add_argument("--quiet", action="store_true", default=False if top else argparse.SUPPRESS, help=QUIET_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="winnow", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"winnow {__version__}")
+    _quiet_argument(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for stage in registry.STAGES.values():
         p = sub.add_parser(stage.name, help=stage.help, aliases=list(stage.aliases))
         _config_arguments(p, required=stage.config_required)
+        _quiet_argument(p)
         stage.add_arguments(p)
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help)
         if command.with_config:
             _config_arguments(p)
+        _quiet_argument(p)
         importlib.import_module(command.module).add_arguments(p)
     sub.add_parser("stages", help="print the stage names in order, one per line")
     return parser
@@ -90,12 +109,13 @@ def dispatch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set, check_inputs=stage.check_inputs) if args.config else None
     if cfg is not None:
         registry.check_old_folders(cfg.output_dir)
-    return stage.run(cfg, args)
+    return run_stage(stage, cfg, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     offline_environment()  # before any stage module loads transformers or the hub client
     args = build_parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
     try:
         return dispatch(args)
     except WinnowError as e:

@@ -69,16 +69,19 @@ SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@,=-]+")  # also checked on output_dir by
 
 class ExecutorConfig(Section):
     """Where a stage runs. The Slurm fields map onto datatrove's SlurmPipelineExecutor
-    (src/winnow/pipelines/execution/slurm.py)."""
+    (src/winnow/pipelines/execution/slurm.py), the Ray ones onto its RayPipelineExecutor (execution/ray.py)."""
 
-    kind: Literal["local", "slurm"] = "local"  # a key of winnow.pipelines.execution.EXECUTORS
+    kind: Literal["local", "slurm", "ray"] = "local"  # a key of winnow.pipelines.execution.EXECUTORS
     tasks: int = Field(1, ge=1)
     workers: int = -1  # max simultaneous tasks; -1 = all
+    # Slurm and Ray: what one task reserves
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: float = Field(2, gt=0)
+    # Ray only: host:port of the head; auto = $RAY_ADDRESS, else the head of `make ray-up`, else Ray's own lookup
+    ray_address: str = Field("auto", min_length=1)
     # Slurm only (mapped onto datatrove's SlurmPipelineExecutor)
     partition: str | None = None  # default: the cluster's default partition
     time: str = "04:00:00"  # per task
-    cpus_per_task: int = Field(1, ge=1)
-    mem_per_cpu_gb: float = Field(2, gt=0)
     qos: str | None = None  # left out of the script when unset
     sbatch_args: dict[str, str] = Field(default_factory=dict)  # extra `#SBATCH --key=value` lines
     env_command: str | None = None  # shell run first in each job (by design free shell: it comes from the user)
@@ -351,6 +354,20 @@ class AblateConfig(Section):
         return v
 
 
+class StepSettings(Section):
+    """One step of a stage (e.g. dedup's `clusters`): its executor fields over its stage's."""
+
+    executor: dict[str, Any] = Field(default_factory=dict)
+
+
+class StageSettings(Section):
+    """`stages.<stage>`: the stage's executor fields over the global `executor` (tasks, partition, time, GPUs ...),
+    and per step (`stages.dedup.steps.clusters.executor`) over those. `kind` stays global: one run, one engine."""
+
+    executor: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, StepSettings] = Field(default_factory=dict)
+
+
 class RunConfig(Section):
     name: str
     output_dir: str
@@ -368,6 +385,7 @@ class RunConfig(Section):
     subsets: SubsetsConfig = Field(default_factory=SubsetsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ablate: AblateConfig = Field(default_factory=AblateConfig)
+    stages: dict[str, StageSettings] = Field(default_factory=dict)  # per-stage / per-step resources
 
     source_file: str | None = Field(default=None, exclude=True)
 
@@ -398,6 +416,61 @@ class RunConfig(Section):
                 f"_ . / + @ , = - only, no spaces or shell metacharacters (got {out!r})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _stage_resources(self) -> RunConfig:
+        """Every `stages.<stage>[.steps.<step>].executor` names a registry stage (and one of its steps), leaves
+        `kind` alone and merges into a valid executor section; the error names the key."""
+        from winnow.pipelines import registry  # light: the registry imports nothing heavy
+
+        for name, stage in self.stages.items():
+            if name not in registry.STAGES:
+                raise ValueError(f"stages.{name}: unknown stage (stages: {', '.join(registry.names())})")
+            known_steps = registry.STAGES[name].steps
+            for step in stage.steps:
+                if step not in known_steps:
+                    raise ValueError(
+                        f"stages.{name}.steps.{step}: unknown step of {name} "
+                        f"(steps: {', '.join(known_steps) or 'none configurable'})"
+                    )
+            for key, fields in [(f"stages.{name}", stage.executor)] + [
+                (f"stages.{name}.steps.{step}", s.executor) for step, s in stage.steps.items()
+            ]:
+                if "kind" in fields:
+                    raise ValueError(f"{key}.executor.kind: the executor kind is one per run (set executor.kind)")
+                unknown = sorted(set(fields) - set(ExecutorConfig.model_fields))
+                if unknown:
+                    raise ValueError(f"{key}.executor.{unknown[0]}: unknown executor field")
+            for step in [None, *stage.steps]:
+                try:
+                    self.executor_for(name, step)
+                except ValidationError as e:
+                    first = e.errors()[0]
+                    where = f"stages.{name}" + (f".steps.{step}" if step else "")
+                    field = ".".join(str(p) for p in first["loc"])
+                    why = first["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"{where}.executor.{field}: {why} (got {first.get('input')!r})") from None
+        return self
+
+    def executor_for(self, stage: str, step: str | None = None) -> ExecutorConfig:
+        """The executor section of one stage (and one of its steps): global, then `stages.<stage>.executor`, then
+        `stages.<stage>.steps.<step>.executor`."""
+        settings = self.stages.get(stage)
+        if settings is None or not (settings.executor or (step and step in settings.steps)):
+            return self.executor
+        merged = {**self.executor.model_dump(), **settings.executor}
+        if step and step in settings.steps:
+            merged.update(settings.steps[step].executor)
+        return ExecutorConfig.model_validate(merged)
+
+    def for_stage(self, stage: str) -> RunConfig:
+        """This config as `stage` sees it: `executor` is the stage's own (global merged with stages.<stage>)."""
+        executor = self.executor_for(stage)
+        if executor is self.executor:
+            return self
+        cfg = self.model_copy(update={"executor": executor})
+        cfg.source_file = self.source_file
+        return cfg
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.output_dir) / stage

@@ -140,7 +140,8 @@ def _refuse_if_queued(cfg: RunConfig, stage_dir: Path) -> None:
 
     if shutil.which("scontrol") is None:
         return
-    busy = active_jobs(read_jobs(stage_dir))
+    # a stage submitted whole (`winnow run` on Slurm) runs inside its own job: that job is not "another" run
+    busy = [j for j in active_jobs(read_jobs(stage_dir)) if j != os.environ.get("SLURM_JOB_ID")]
     if busy:
         raise ConfigError(
             f"{stage_dir} has Slurm jobs still queued or running ({', '.join(busy)}); wait for them "
@@ -277,3 +278,19 @@ def guarded(cfg: RunConfig, stage, upstream_stages: list[str]) -> Iterator[None]
         if not existed and (isinstance(e, ConfigError) or not started):
             shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def run_stage(stage, cfg: RunConfig | None, args) -> int:
+    """Run a registry stage: with its own executor section (`stages.<name>`), under its folder's lock and
+    fingerprint. A stage that writes elsewhere (`winnow score --input ... --output ...`, its module's
+    `writes_stage_folder(args)` says so) or runs without a config has no stage folder to guard."""
+    module = stage.load()
+    if cfg is None:
+        return module.run(cfg, args) or 0
+    cfg = cfg.for_stage(stage.name)
+    if not getattr(module, "writes_stage_folder", lambda args: True)(args):
+        return module.run(cfg, args) or 0
+    from winnow.pipelines.registry import upstream_folders
+
+    with guarded(cfg, stage, upstream_folders(stage.name)):
+        return module.run(cfg, args) or 0

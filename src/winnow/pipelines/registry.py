@@ -49,6 +49,11 @@ class Stage:
     # <stage>/fingerprint.json and refuses a folder written under others); None: the stage is not fingerprinted
     settings: tuple[str, ...] | None = ()
     libraries: tuple[str, ...] = ("datatrove",)  # distributions whose version is part of the fingerprint
+    steps: tuple[str, ...] = ()  # steps that can get their own resources (stages.<name>.steps.<step>.executor)
+    # how `winnow run` queues the stage on Slurm: "steps" = its datatrove steps as array jobs (it needs nothing of its
+    # upstream's output at submission); "job" = the whole stage as one job that runs it inside (its checks of the
+    # upstream's output, its sampling or training happen there, once the upstream has finished)
+    slurm: str = "job"
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -58,18 +63,6 @@ class Stage:
 
     def finished(self, output_dir: str | Path) -> bool:
         return (self.folder(output_dir) / self.done_file).is_file()
-
-    def run(self, cfg, args: argparse.Namespace) -> int:
-        """Run the stage on its folder of cfg.output_dir, under its run lock and fingerprint (winnow.pipelines.guard).
-        A stage that writes elsewhere (`winnow score --input ... --output ...`) or runs without a config is not
-        guarded: it has no stage folder."""
-        module = self.load()
-        if cfg is None or not getattr(module, "writes_stage_folder", lambda args: True)(args):
-            return module.run(cfg, args) or 0
-        from winnow.pipelines.guard import guarded
-
-        with guarded(cfg, self, upstream_folders(self.name)):
-            return module.run(cfg, args) or 0
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         for arg in self.arguments:
@@ -138,6 +131,7 @@ register(
         "winnow.pipelines.stages.base",
         "WARC/JSONL/Parquet → extracted, filtered documents (FineWeb base)",
         check_inputs=True,
+        slurm="steps",
         # input.paths is fingerprinted as the files it matches (stages/base.py: fingerprint_inputs)
         settings=(
             "dump",
@@ -160,6 +154,8 @@ register(
         "exact + MinHash deduplication of base/",
         settings=("dedup", "executor.tasks"),
         libraries=("datatrove", "xxhash", "datasketch"),
+        steps=("signatures", "buckets", "exact_buckets", "clusters", "datasketch", "filter"),
+        slurm="steps",
     )
 )
 register(

@@ -1,5 +1,7 @@
 """`winnow status -c CFG`: per stage and step, tasks done / total, running, pending, failed (with the tail of the
-failed task's log), cancelled, and the command that relaunches what is missing.
+failed task's log), cancelled, and the command that relaunches what is missing. `--watch [SECONDS]` redraws the view
+every SECONDS (default 10) until no stage is running or queued, or Ctrl-C; on a terminal in place, elsewhere each
+view that differs from the last one is printed once. It exits 1 when a stage ended failed or incomplete.
 
 It reads the run folder (datatrove's `completions/`, task logs, `executor.json`, `ranks_to_run.json`) and, for
 stages submitted to Slurm (`<stage>/slurm_jobs.json`), the queue. Stages run locally are reported from the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,25 +36,72 @@ TAIL_LINES = 12  # of the task's log
 SLURM_TAIL_LINES = 4  # of Slurm's error lines, after the task's log
 
 
+WATCH_SECONDS = 10.0  # `--watch` with no value: each refresh asks the queue once per stage
+CLEAR_SCREEN = "\033[H\033[J"  # cursor home, clear to the end of the screen
+
+
 def add_arguments(p) -> None:
     p.add_argument("--stage", help="only this stage")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=WATCH_SECONDS,
+        metavar="SECONDS",
+        help=f"refresh every SECONDS (default {WATCH_SECONDS:.0f}) until no stage is running or queued; Ctrl-C stops",
+    )
 
 
 def run(cfg: RunConfig, args) -> int:
-    out = Path(cfg.output_dir)
-    print(f"run {cfg.name}: {out}")
-    if getattr(args, "stage", None):
-        print(stage_report(cfg, registry.aliases().get(args.stage, args.stage)))
+    stage = getattr(args, "stage", None)
+    stage = registry.aliases().get(stage, stage) if stage else None
+    if getattr(args, "watch", None) is None:
+        print(view(cfg, stage)[0])
         return 0
-    ran = run_stages(out)
+    return watch(cfg, stage, max(args.watch, 0.5))
+
+
+def view(cfg: RunConfig, only: str | None = None) -> tuple[str, list[str]]:
+    """The status text and the state of each stage in it ("finished", "running", "FAILED", ...)."""
+    out = Path(cfg.output_dir)
+    lines = [f"run {cfg.name}: {out}"]
+    if only:
+        state, text = stage_view(cfg, only)
+        return "\n".join([*lines, text]), [state]
+    ran, states = run_stages(out), []
     for stage in registry.STAGES.values():  # every stage of the recipe, in order, run or not
         parts = [s for s in ran if s.split("/")[0] == stage.name]
         if not parts:
             state = "finished (ran in this process)" if stage.finished(out) else f"not run (make {stage.name})"
-            print(f"{stage.name}: {state}")
+            lines.append(f"{stage.name}: {state}")
+            states.append(state)
         for part in parts:
-            print(stage_report(cfg, part))
-    return 0
+            state, text = stage_view(cfg, part)
+            lines.append(text)
+            states.append(state)
+    return "\n".join(lines), states
+
+
+def watch(cfg: RunConfig, only: str | None, seconds: float) -> int:
+    """Redraw the view until no stage is running or queued (0, or 1 when one ended failed or incomplete)."""
+    terminal = sys.stdout.isatty()
+    last = None
+    try:
+        while True:
+            text, states = view(cfg, only)
+            settled = not any(s in ("running", "queued") for s in states)
+            if terminal:
+                footer = "no stage running or queued" if settled else f"refreshing every {seconds:g} s, Ctrl-C stops"
+                print(f"{CLEAR_SCREEN}{text}\n\n{time.strftime('%H:%M:%S')} · {footer}", flush=True)
+            elif text != last:
+                print(("\n" if last is not None else "") + text, flush=True)
+            last = text
+            if settled:
+                return 1 if any(s.startswith(("FAILED", "incomplete")) for s in states) else 0
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        print()
+        return 130
 
 
 def _ran(p: Path) -> bool:
@@ -71,6 +121,12 @@ def run_stages(out: Path) -> list[str]:
 
 
 def stage_report(cfg: RunConfig, stage: str) -> str:
+    """One stage's part of `winnow status`: its state, then each step's tasks (and failed tasks' log tails)."""
+    return stage_view(cfg, stage)[1]
+
+
+def stage_view(cfg: RunConfig, stage: str) -> tuple[str, str]:
+    """(state, text) of one stage: "finished ...", "running", "queued", "FAILED", "incomplete ...", "not started"."""
     stage_dir = Path(cfg.output_dir) / stage
     record = read_jobs(stage_dir)
     steps = _steps(stage_dir, record)
@@ -100,10 +156,12 @@ def stage_report(cfg: RunConfig, stage: str) -> str:
         lines.append(f"  relaunch (runs only the missing tasks): {relaunch_command(cfg, stage, record)}")
     if record and totals["cancelled"]:
         lines.append("  (cancelled tasks were waiting on a job that failed; they run again with the relaunch)")
-    return "\n".join([head, *lines])
+    return state, "\n".join([head, *lines])
 
 
 def relaunch_command(cfg: RunConfig, stage: str, record: dict | None) -> str:
+    if record and record.get("graph"):
+        return f"winnow run -c {record.get('graph_config') or cfg.source_file}  (resubmits every unfinished stage)"
     command = f"winnow {stage.split('/')[0]} -c {cfg.source_file}"
     if record and cfg.executor.kind != "slurm":
         command += " --set executor.kind=slurm"
@@ -168,7 +226,7 @@ def _rank_states(log_dir: Path, job_id: str) -> dict[int, tuple[str, str]]:
     for indices, (state, reason) in job_tasks(job_id).items():
         if state == "CANCELLED" and reason == "DependencyNeverSatisfied":
             state = "DEPENDENCY"  # cancelled by Slurm because a job it waited on failed
-        for index in _expand(indices.split("%")[0]):
+        for index in _expand(indices.split("%")[0]) if indices else [0]:  # "": a plain job (a stage run whole)
             if index < len(ranks):
                 states[ranks[index]] = (state, str(index))
     return states

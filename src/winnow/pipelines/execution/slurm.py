@@ -30,6 +30,9 @@ from winnow.pipelines.execution.queue import FINALIZE, active_jobs, read_jobs, s
 from winnow.pipelines.registry import upstream_folders
 
 SLURM_TOOLS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
+# `winnow run --dry-run`: every sbatch script is written (<logs>/<step>/launch_script.sh, job.sh for a stage job)
+# with placeholder job ids for the dependency edges, and nothing is submitted or asked of a cluster
+DRY_RUN = False
 _JOB_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
@@ -72,14 +75,13 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
     """Submit a stage's steps as a chain of array jobs (+ finalize) and return; see the module's docstring."""
     _check_submittable(cfg, stage, steps)
     stage_dir = Path(cfg.output_dir).resolve() / stage
-    busy = active_jobs(read_jobs(stage_dir))
+    busy = [] if DRY_RUN else active_jobs(read_jobs(stage_dir))
     if busy:
         raise StageFailed(
             f"{stage} already has jobs in the Slurm queue ({', '.join(busy)}); wait for them "
             f"(winnow status -c {cfg.source_file}) or scancel them, then run the same command again"
         )
-    partition = cfg.executor.partition or default_partition()
-    _preflight(cfg, partition)
+    partition = _partition(cfg)
     upstream = _upstream_jobs(cfg, stage)
 
     # the finalize job's completion marks "this submission finished"; a stale one from an earlier run must not count
@@ -100,7 +102,10 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
         executor = _executor(
             cfg, stage, step.name, step.pipeline, step.tasks, step.workers, step.extra, partition, after
         )
-        executor.run()  # sbatch; job_id == -1 when every task had already completed
+        if DRY_RUN:
+            _dry_submit(executor, step.tasks, after)
+        else:
+            executor.run()  # sbatch; job_id == -1 when every task had already completed
         launched = executor.job_id not in (None, -1)
         record["steps"].append(
             {
@@ -128,7 +133,10 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
             skip_completed=False,
             merge_stats=False,
         )
-        executor.run()
+        if DRY_RUN:
+            _dry_submit(executor, 1, ":".join(filter(None, [after, *merges])) or None)
+        else:
+            executor.run()
         record["final_job"] = str(executor.job_id)
     else:  # the stage's last own job (None when every task had already completed)
         record["final_job"] = next((s["job_id"] for s in reversed(record["steps"]) if s["job_id"]), None)
@@ -141,10 +149,91 @@ def launch_slurm(cfg: RunConfig, stage: str, steps: list[Step], finalize: Callab
     )
 
 
+JOB_STEP = "job"  # the one step of a stage submitted whole (`submit_stage_job`): <stage>/logs/job/
+
+
+def submit_stage_job(cfg: RunConfig, stage: str, config_file: str) -> str:
+    """Submit a whole stage as one Slurm job that runs `winnow <stage>` with the local executor inside its allocation,
+    behind the final jobs of the upstream stages still queued (afterok), and return its id.
+
+    This is how the whole-recipe graph (`winnow run` on Slurm) queues the stages that read their upstream's output
+    to decide what to do (annotate samples it, classifier trains on it, score, subsets, ablate, report): their checks
+    run inside their own job, once the upstream has finished, so no stage ever reads a partial upstream. The job gets
+    the stage's resources (`stages.<stage>.executor`: partition, time, CPUs, memory, GPUs through sbatch_args) and
+    runs the stage's tasks on them, at most `workers` (default: cpus_per_task) at once. A job that fails cancels
+    every job that waits on it (--kill-on-invalid-dep). Its record and log layout are those of a one-task step
+    (`logs/job/completions/00000` marks it done), so `winnow status` and later submissions read it like any other.
+    """
+    _check_submittable(cfg, stage, [])
+    stage_dir = Path(cfg.output_dir).resolve() / stage
+    partition = _partition(cfg)
+    upstream = _upstream_jobs(cfg, stage)
+    ex = cfg.executor
+    log_dir = stage_dir / "logs" / JOB_STEP
+    (log_dir / "slurm_logs").mkdir(parents=True, exist_ok=True)
+    (log_dir / "completions" / "00000").unlink(missing_ok=True)
+    (log_dir / "ranks_to_run.json").write_text("[0]\n")  # the array layout status reads: index 0 runs rank 0
+    workers = ex.workers if ex.workers > 0 else ex.cpus_per_task
+    options = {
+        "job-name": job_name(cfg, stage, JOB_STEP),
+        "partition": partition,
+        "time": ex.time,
+        "cpus-per-task": str(ex.cpus_per_task),
+        "mem-per-cpu": f"{int(ex.mem_per_cpu_gb * 1024)}M",
+        "output": str(log_dir / "slurm_logs" / "%j_0.out"),
+        "kill-on-invalid-dep": "yes",
+        **({"qos": ex.qos} if ex.qos else {}),
+        **({"dependency": "afterok:" + ":".join(upstream)} if upstream else {}),
+        **ex.sbatch_args,
+    }
+    command = [
+        sys.executable, "-m", "winnow.pipelines.cli", "--quiet", stage.split("/")[0], "-c", config_file,
+        "--set", "executor.kind=local", "--set", f"stages.{stage.split('/')[0]}.executor.workers={workers}",
+    ]  # fmt: skip
+    script = "\n".join(
+        [
+            "#!/bin/bash",
+            *(f"#SBATCH --{k}={v}" if v else f"#SBATCH --{k}" for k, v in options.items()),
+            "set -euo pipefail",
+            *job_environment(cfg).split("\n        "),
+            f"cd {shlex.quote(os.getcwd())}",
+            " ".join(shlex.quote(c) for c in command),
+            f"mkdir -p {shlex.quote(str(log_dir / 'completions'))}",
+            f"touch {shlex.quote(str(log_dir / 'completions' / '00000'))}",
+            "",
+        ]
+    )
+    (log_dir / "job.sh").write_text(script)
+    if DRY_RUN:
+        job_id = f"dry-{stage}"
+    else:
+        result = subprocess.run(["sbatch", "--parsable", str(log_dir / "job.sh")], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StageFailed(f"{stage}: sbatch refused the stage job: {result.stderr.strip().splitlines()[-1:]}")
+        job_id = result.stdout.strip().split(";")[0]
+    record = {
+        "stage": stage,
+        "config": cfg.source_file,
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "upstream": upstream,
+        "mode": "job",
+        "steps": [{"name": JOB_STEP, "tasks": 1, "job_id": job_id, "merge_job_id": None}],
+        "finalize": False,
+        "final_job": job_id,
+    }
+    write_jobs(stage_dir, record)
+    waits = f" after {', '.join(upstream)}" if upstream else ""
+    print(f"winnow: {stage} submitted to Slurm as one job ({job_id}{waits})", file=sys.stderr)
+    return job_id
+
+
 def _executor(
     cfg, stage, name, pipeline, tasks, workers, extra, partition, after, skip_completed=True, merge_stats=True
 ):
-    ex = cfg.executor.model_copy(update={k: v for k, v in extra.items() if k in type(cfg.executor).model_fields})
+    # the step's own resources: global executor < stages.<stage>.executor < stages.<stage>.steps.<step>.executor
+    # (ablate submits one stage per ablation, "ablate/<name>": its resources are the ablate stage's)
+    ex = cfg.executor_for(stage.split("/")[0], name)
+    ex = ex.model_copy(update={k: v for k, v in extra.items() if k in type(ex).model_fields})
     workers = workers if workers != -1 else ex.workers
     sbatch_args = {
         "kill-on-invalid-dep": "yes",
@@ -197,10 +286,30 @@ def job_environment(cfg: RunConfig) -> str:
 # ------------------------------------------------------------------------------------------------ checks
 
 
+def _partition(cfg: RunConfig) -> str:
+    """The configured partition (the cluster's default when unset), checked with `sbatch --test-only`."""
+    if DRY_RUN:
+        return cfg.executor.partition or "default"
+    partition = cfg.executor.partition or default_partition()
+    _preflight(cfg, partition)
+    return partition
+
+
+def _dry_submit(executor, tasks: int, after: str | None) -> None:
+    """The array job's sbatch script, written where datatrove writes it, with a placeholder job id."""
+    args = {**executor.get_sbatch_args(tasks), **({"dependency": f"afterok:{after}"} if after else {})}
+    script = executor.get_launch_file_contents(
+        args, f"srun -l -n 1 launch_pickled_pipeline {executor.logging_dir.resolve_paths('executor.pik')}"
+    )
+    with executor.logging_dir.open("launch_script.sh", "w") as f:
+        f.write(script)
+    executor.job_id = f"dry-{executor.job_name}"
+
+
 def _check_submittable(cfg: RunConfig, stage: str, steps: list[Step]) -> None:
     """Everything of the config that lands in the generated script must be harmless there (see config.py)."""
     source = cfg.source_file or "config"
-    missing = [t for t in SLURM_TOOLS if shutil.which(t) is None]
+    missing = [] if DRY_RUN else [t for t in SLURM_TOOLS if shutil.which(t) is None]
     if missing:
         raise ConfigError(
             f"{source}: executor.kind is slurm but {', '.join(missing)} is not on PATH (on this machine: make slurm-up)"
@@ -210,7 +319,7 @@ def _check_submittable(cfg: RunConfig, stage: str, steps: list[Step]) -> None:
             raise ConfigError(
                 f"{source}: name: {cfg.name!r} cannot be part of a Slurm job name (letters, digits and _ . + - only)"
             )
-    if cfg.executor.venv and not (Path(cfg.executor.venv) / "bin" / "activate").is_file():
+    if cfg.executor.venv and not DRY_RUN and not (Path(cfg.executor.venv) / "bin" / "activate").is_file():
         raise ConfigError(
             f"{source}: executor.venv: {cfg.executor.venv} has no bin/activate (give the virtualenv's "
             "folder, as the compute nodes see it)"
@@ -286,7 +395,7 @@ def _upstream_jobs(cfg: RunConfig, stage: str) -> list[str]:
         record = read_jobs(Path(cfg.output_dir) / other)
         if not record or not record.get("final_job"):
             continue
-        if active_jobs(record):
+        if DRY_RUN or active_jobs(record):
             waits.append(record["final_job"])
         elif not stage_finished(Path(cfg.output_dir) / other, record):
             raise StageFailed(

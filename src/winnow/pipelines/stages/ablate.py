@@ -2,8 +2,9 @@
 
     <output_dir>/ablations/
       tokenizer/tokenizer.json        one tokenizer for every ablation (GPT-2 BPE, or a corpus BPE for cpu-tiny)
-      <name>/tokens/*.ds              datatrove DocumentTokenizer output (EOS-separated, shuffled), written once
-      <name>/logs/tokenize/           datatrove logs (the step is launched by winnow.pipelines.execution.base.launch)
+      <name>/tokens/shuffled.ds       the ablation's tokens (EOS-separated, shuffled; + .index, .metadata), written once
+      <name>/logs/tokenize/, merge/   datatrove logs of the two steps (launched by winnow.pipelines.execution.launch):
+                                      tokenize (executor.tasks tasks, one shard per source file), merge (one task)
       <name>/seed-<s>/                train.json, metrics.jsonl, ckpt.pt, model/, final.json, eval.json
       <name>/summary.json             tokens, documents, per seed: final validation loss and benchmark results
       summary.json                    all ablations
@@ -23,6 +24,7 @@ from pathlib import Path
 from winnow.files import write_json
 from winnow.pipelines.config import AblateConfig, AblationSource, ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
+from winnow.pipelines.progress import show_progress
 from winnow.pipelines.status import wait_for_stage
 from winnow.proxy.evaluate import evaluate, load_model
 from winnow.proxy.model import preset
@@ -30,6 +32,7 @@ from winnow.proxy.tokenize import (
     count_documents,
     gpt2_tokenizer_json,
     load_tokenizer,
+    merge_pipeline,
     sample_texts,
     source_files,
     token_files,
@@ -125,10 +128,13 @@ def prepare_tokenizer(acfg: AblateConfig, folder: Path) -> Path:
 
 
 def tokenize(cfg: RunConfig, ablation: AblationSource, tokenizer_path: Path, folder: Path) -> None:
-    pipeline = tokenize_pipeline(
-        ablation.data, folder / "tokens", tokenizer_path, seed=cfg.ablate.seeds[0], text_key=ablation.text_key
-    )
-    launch(cfg, f"{STAGE}/{ablation.name}", [Step("tokenize", pipeline, tasks=1, workers=1)])
+    """`executor.tasks` tasks tokenize the source files (one shard each), one task merges and shuffles them."""
+    tokens, seed, key = folder / "tokens", cfg.ablate.seeds[0], ablation.text_key
+    steps = [
+        Step("tokenize", tokenize_pipeline(ablation.data, tokens, tokenizer_path, text_key=key), cfg.executor.tasks),
+        Step("merge", merge_pipeline(ablation.data, tokens, tokenizer_path, seed=seed, text_key=key), tasks=1),
+    ]
+    launch(cfg, f"{STAGE}/{ablation.name}", steps)
     if cfg.executor.kind == "slurm":
         # On Slurm `launch` returns at submission; training reads these tokens in this process, so wait for them.
 
@@ -152,7 +158,7 @@ def train_config(acfg: AblateConfig, tokens_dir: Path, tokenizer_path: Path, see
         checkpoint_every=acfg.eval_every,
         threads=acfg.threads,
         device=acfg.device,
-        progress=sys.stderr.isatty(),
+        progress=show_progress(),
     )
 
 
@@ -199,7 +205,7 @@ def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
         seed=acfg.eval_seed,
         batch_size=acfg.eval_batch_size,
         benchmarks_dir=acfg.benchmarks_dir,
-        show_progress=sys.stderr.isatty(),
+        show_progress=show_progress(),
         wikitext_articles=acfg.wikitext_articles,
     )
     write_json(eval_path, {"request": request, "results": results})

@@ -428,6 +428,7 @@ def run(cfg: RunConfig, args=None) -> int:
     from datatrove.pipeline.readers import ParquetReader
 
     reader = ParquetReader(str(sample), glob_pattern="*.parquet", recursive=False)
-    step = Step(STEP, [reader, build_runner(cfg, stage_dir)], tasks=cfg.annotate.tasks)
+    planned = json.loads((sample / "sample.json").read_text()).get("ids")  # the progress line's "docs n/planned"
+    step = Step(STEP, [reader, build_runner(cfg, stage_dir)], tasks=cfg.annotate.tasks, extra={"documents": planned})
     launch(cfg, STAGE, [step], finalize=functools.partial(finalize, cfg))
     return 0

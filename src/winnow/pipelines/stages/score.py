@@ -39,8 +39,22 @@ def source_folder(cfg: RunConfig) -> Path:
     return cfg.documents_source(cfg.score.source, "score.source", "score", require_finished=False)
 
 
+def score_schema(source: Path):
+    """The output schema when scoring a folder of Parquet documents: the input's columns + score, int_score.
+    Why explicit: datatrove's ParquetWriter otherwise takes its schema from a task's first document, and a task
+    whose first document has a null column (a url-less document) then fails on the next one with a value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(source.glob("*.parquet"))
+    if not files:
+        return None
+    fields = [f for f in pq.read_schema(files[0]) if f.name not in ("score", "int_score")]
+    return pa.schema([*fields, pa.field("score", pa.float64()), pa.field("int_score", pa.int64())])
+
+
 def scoring_steps(
-    readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig, tasks: int
+    readers: list[tuple[str, object]], out: Path, classifier: str, cfg: RunConfig, tasks: int, schema=None
 ) -> list[Step]:
     """One datatrove step per reader: read → EduScorer → Parquet writer (metadata as flat columns)."""
     from datatrove.pipeline.writers import ParquetWriter
@@ -63,7 +77,9 @@ def scoring_steps(
                 max_file_size=-1,
             ),
         )
-        writer = ParquetWriter(str(out), f"{prefix}${{rank}}.parquet", expand_metadata=True, max_file_size=-1)
+        writer = ParquetWriter(
+            str(out), f"{prefix}${{rank}}.parquet", expand_metadata=True, max_file_size=-1, schema=schema
+        )
         steps.append(Step(name=f"score-{name}" if prefix else "score", pipeline=[reader, scorer, writer], tasks=tasks))
     return steps
 
@@ -194,7 +210,8 @@ def run(cfg: RunConfig | None, args) -> int:
         raise ConfigError(f"no saved classifier at {classifier}; run `winnow classifier` or pass --classifier")
     classifier = str(Path(classifier).resolve())
     _refuse_mixing_classifiers(out, classifier)
-    steps = scoring_steps(readers, out, classifier, run_cfg, tasks)
+    schema = None if args.input else score_schema(source)
+    steps = scoring_steps(readers, out, classifier, run_cfg, tasks, schema)
     launch(
         run_cfg,
         stage,
