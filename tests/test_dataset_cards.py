@@ -123,7 +123,9 @@ def test_a_base_run_that_kept_nothing_still_loads_its_failed_and_removed_documen
     # no default config: an empty one would make datasets refuse the whole folder, and no other may pose as it
     assert card_configs(base) == {"removed": "removed/*/*.parquet", "failed": "failed/*/*.parquet"}
     loaded = load(base, "failed")
-    assert ids(loaded) == ids(failed) and set(loaded["filter_reason"]) == {"timeout"}
+    # a 0.1 ms CPU timer mostly ends extraction as `timeout`; now and then it fires inside a C library, whose own
+    # exception is then counted as `error`: either way a failed row with its reason
+    assert ids(loaded) == ids(failed) and "timeout" in set(loaded["filter_reason"]) <= {"timeout", "error"}
     assert ids(load(base, "removed")) == ids(rows(base, "removed/*/*.parquet"))
     with pytest.raises(ValueError):  # which config? datasets asks for a name
         load(base)
