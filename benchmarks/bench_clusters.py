@@ -10,8 +10,8 @@ copies, some pairs found again in another bucket — with 0.8 duplicated documen
 `DuplicateClusters(...).run()` alone in a fresh subprocess; its peak RSS (that process's high-water mark,
 interpreter and libraries included: "after imports" is the peak before the step starts) and the wall and CPU
 seconds of the step are reported, and the two engines' `clusters/*.parquet` are compared row for row.
-The old engine is the committed one (`git show HEAD:src/winnow/blocks/dedup/{base,clusters}.py`, imported from
-a temporary folder), or, once that commit is the new engine, the one given by `--old-rev`.
+The old engine is the dict-based one of commit 544e906^ (`git show 544e906^:src/winnow/blocks/dedup/{base,clusters}.py`,
+imported from a temporary folder), or the one given by `--old-rev`.
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", nargs="+", type=float, default=[1e6, 3e6, 1e7])
     parser.add_argument("--engines", nargs="+", default=["old", "new"], choices=["old", "new"])
-    parser.add_argument("--old-rev", default="HEAD", help="git revision holding the dict-based engine")
+    # the last commit with the dict-based engine (544e906 replaced it with the array engine)
+    parser.add_argument("--old-rev", default="544e906^", help="git revision holding the dict-based engine")
     parser.add_argument("--keep", help="write the work folders and results.json here (default: a temporary folder)")
     parser.add_argument("--plant", nargs=2, metavar=("PAIRS", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--compare", metavar="DIR", help=argparse.SUPPRESS)
