@@ -15,7 +15,9 @@ export TOKENIZERS_PARALLELISM := false
 STAGES   := $(shell $(WINNOW) stages 2>/dev/null)
 
 .PHONY: setup test lint format $(STAGES) report-png demo run status \
-        bench bench-base bench-dedup bench-extract bench-classifier bench-annotate bench-scale fidelity slurm-up \
+        bench bench-base bench-dedup bench-extract bench-classifier bench-annotate bench-scale bench-decontaminate \
+        fidelity slurm-up \
+        ablate-check gpu-check eval-parity \
         slurm-down ray-up ray-down clean
 
 # torch is installed first from its pinned CPU build, so nothing later resolves to a CUDA wheel;
@@ -60,6 +62,18 @@ demo:
 run:
 	$(WINNOW) run -c $(CONFIG) $(SET)
 
+# cpu-tiny on FineWeb-Edu documents scored >= 3 vs <= 1 (matched in size), one ablate run per budget, decided by
+# winnow.proxy.compare: runs/ablate-check/result.md (docs/sections/ablate.md, "Deciding between ablations")
+ABLATE_CHECK_TOKENS ?= 100000,300000
+ablate-check:
+	$(PY) -m winnow.pipelines.tools.ablate_check --tokens $(ABLATE_CHECK_TOKENS) $(ARGS)
+# winnow's evaluator vs lm-evaluation-harness 0.4.13 (extra `parity`) on the same first-N items of every multiple-choice
+# task (default: 200 items, the de-quantised SmolLM2-135M-Instruct); ARGS e.g. "--tasks piqa,hellaswag --limit 50"
+eval-parity:
+	$(PY) -m winnow.proxy.parity $(ARGS)
+# on a CUDA machine: gpu-small for a few minutes (tokens/s, MFU → runs/bench-gpu/bench.json) + the `gpu` tests
+gpu-check:
+	bash scripts/gpu_check.sh $(ARGS)
 bench: bench-base bench-dedup bench-extract bench-classifier
 fidelity:
 	$(PY) scripts/fidelity_base.py
@@ -69,6 +83,8 @@ bench-base:
 	$(PY) benchmarks/bench_base.py
 bench-dedup:
 	$(PY) benchmarks/bench_dedup.py
+bench-decontaminate:
+	$(PY) benchmarks/bench_decontaminate.py
 bench-extract:
 	$(WINNOW) eval-extract --extractor all
 bench-classifier:

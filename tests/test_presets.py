@@ -164,6 +164,7 @@ def test_the_cluster_presets_whole_graph_as_sbatch_would_get_it(tmp_path, shared
         ("classifier", "job"): (None, "gpu", "12:00:00", "8", "8192M", "gpu:1"),
         ("score", "job"): (None, "gpu", "72:00:00", "8", "8192M", "gpu:1"),
         ("subsets", "job"): (None, "cpu", "12:00:00", "16", "2048M", None),
+        ("decontaminate", "job"): (None, "cpu", "12:00:00", "16", "2048M", None),
         ("ablate", "job"): (None, "gpu", "7-00:00:00", "64", "4096M", "gpu:8"),
         ("report", "job"): (None, "cpu", "01:00:00", "2", "4096M", None),
     }
@@ -180,7 +181,7 @@ def test_the_cluster_presets_whole_graph_as_sbatch_would_get_it(tmp_path, shared
     assert after(sbatch("dedup", "clusters")) == {"dedup.exact_buckets"}
     assert after(sbatch("dedup", "filter")) == {"dedup.clusters"}
     upstream = {"base.finalize", "dedup.finalize"}
-    for stage in ("annotate", "classifier", "score", "subsets", "ablate", "report"):
+    for stage in ("annotate", "classifier", "score", "subsets", "decontaminate", "ablate", "report"):
         assert after(sbatch(stage, "job")) == upstream, stage
         upstream = upstream | {stage}
     job = (sandbox / "score" / "logs" / "job" / "job.sh").read_text()

@@ -67,7 +67,8 @@ def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
     assert json.loads((ablations / "tokenizer" / "sources.json").read_text())["vocab_size"] == 1024
     for name, docs in (("legal", 60), ("edu", 80)):
         summary = json.loads((ablations / name / "summary.json").read_text())
-        assert summary["documents"] == docs and summary["tokens"] > 10_000
+        # every document is trained on or held out in the shared validation set
+        assert summary["documents"] + summary["held_out_documents"] == docs and summary["tokens"] > 10_000
         assert (ablations / name / "logs" / "tokenize" / "completions").is_dir()  # launched through datatrove
         for seed in ("0", "1"):
             final = json.loads((ablations / name / f"seed-{seed}" / "final.json").read_text())
@@ -81,6 +82,15 @@ def test_each_ablation_is_tokenized_trained_and_evaluated_per_seed(run):
     # two seeds: different initial weights, so different losses
     s = json.loads((ablations / "legal" / "summary.json").read_text())["runs"]
     assert s["0"]["final_val_loss"] != s["1"]["final_val_loss"]
+    # the shared validation set: one part per ablation + WikiText-2 valid, a loss for every run on the same tokens
+    manifest = json.loads((ablations / "validation" / "manifest.json").read_text())
+    assert [p["name"] for p in manifest["parts"]] == ["legal", "edu", "wikitext-2-valid"]
+    held = sum(json.loads((ablations / n / "summary.json").read_text())["held_out_documents"] for n in ("legal", "edu"))
+    assert held == sum(p["documents"] for p in manifest["parts"][:2]) > 0
+    for name in ("legal", "edu"):
+        for run in json.loads((ablations / name / "summary.json").read_text())["runs"].values():
+            assert set(run["val_loss_shared_parts"]) == {"legal", "edu", "wikitext-2-valid"}
+            assert 0 < run["val_loss_shared"] < math.log(1024)
 
 
 @pytest.mark.slow
@@ -107,6 +117,46 @@ def test_report_ranks_the_ablations_with_noise_bands(run):
     assert "data:image/png;base64," in page and "<table>" in page
     assert (folder / "loss_curves.png").stat().st_size > 10_000
     assert "| legal |" in (out / "report" / "report.md").read_text()  # and it is part of the run report
+
+
+@pytest.mark.slow
+def test_report_decides_each_pair_consistently_with_the_per_item_samples(run):
+    """The decision table: every metric's effect is the mean paired difference recomputed here from the samples
+    files, and each stated decision matches its interval (A > B only when the interval is above 0)."""
+    from winnow.proxy.compare import fmt_result
+
+    _, out = run
+    folder = out / "report" / "ablations"
+    report = (folder / "report.md").read_text()
+    decisions = json.loads((folder / "decisions.json").read_text())
+    assert "## Decisions (paired bootstrap over the same items, 95 % intervals)" in report
+    assert "**Headline metric: " + decisions["headline"]["metric"] + "**" in report
+    assert "### legal vs edu" in report
+    assert "#### legal vs edu" in (out / "report" / "report.md").read_text()  # one level down in the run report
+    pair = decisions["pairs"][0]
+    assert (pair["a"], pair["b"]) == ("legal", "edu")
+    assert set(pair["metrics"]) == {"acc", "acc_norm", "prob_correct", "logprob_correct_norm"}
+
+    def mean(name, task, metric):
+        values = []
+        for seed in ("0", "1"):
+            path = out / "ablate" / name / f"seed-{seed}" / f"samples_{task}.jsonl"
+            values += [json.loads(line)[metric] for line in path.read_text().splitlines()]
+        return sum(values) / len(values)
+
+    for metric, per in pair["metrics"].items():
+        tasks = ["arc_easy", "lambada"]  # wikitext has no per-item metric
+        assert set(per) == {*tasks, "average"}, metric
+        for task in tasks:
+            r = per[task]
+            assert r["n_items"] == 6
+            assert r["effect"] == pytest.approx(mean("legal", task, metric) - mean("edu", task, metric), abs=1e-9)
+            assert r["lo"] <= r["hi"]
+            assert r["winner"] == ("a" if r["lo"] > 0 else "b" if r["hi"] < 0 else None)
+        assert per["average"]["effect"] == pytest.approx(sum(per[t]["effect"] for t in tasks) / len(tasks))
+        assert fmt_result(per["average"], "legal", "edu", metric) in report  # the sentence the report prints
+    # continuous metrics per task next to acc_norm
+    assert "| legal | prob_correct |" in report and "| edu | logprob_correct_norm |" in report
 
 
 @pytest.mark.slow

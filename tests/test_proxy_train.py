@@ -1,7 +1,8 @@
 """Training: the schedule's shape, tokens read through memory maps with the batches of the in-memory reader it
 replaced, a run killed mid-way resumes onto exactly the same loss curve, and the
 multi-process path (torchrun + DDP) follows the single-process curve. On CPU DDP runs with the gloo backend
-(2 processes), the same code a GPU cluster runs with NCCL; the GPU checks skip cleanly without CUDA."""
+(2 processes), the same code a GPU cluster runs with NCCL, and so does FSDP (the fineweb-1.8b path); the GPU checks
+(bf16, torch.compile, NCCL, the peak-FLOPs table) skip cleanly without CUDA."""
 
 import gzip
 import json
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -259,14 +261,139 @@ def test_two_process_ddp_follows_the_single_process_loss_curve(tokens, tmp_path)
     assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], rel=2e-4)
 
 
+@pytest.mark.slow
+def test_two_process_fsdp_follows_the_single_process_loss_curve_and_resumes(tokens, tmp_path):
+    """FSDP (the fineweb-1.8b path) on CPU with gloo: the blocks are sharded over 2 ranks, the curve is the
+    single-process one, and a run stopped at its checkpoint resumes from the gathered full state."""
+    single = tmp_path / "single"
+    train(TrainConfig(**json.loads(_config(tokens, single, tokens=30 * 4 * 32).read_text())))
+    fsdp = tmp_path / "fsdp"
+    config = _config(tokens, fsdp, tokens=30 * 4 * 32, device="cpu", parallel="fsdp", checkpoint_every=15)
+    result = _torchrun(config, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = json.loads((fsdp / "final.json").read_text())
+    assert final["world_size"] == 2 and final["parallel"] == "fsdp"
+    one, two = _losses(single), _losses(fsdp)
+    assert [s for s, _ in two] == [s for s, _ in one]
+    assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], rel=2e-4)
+    # the saved HF folder holds the whole model (gathered from the shards): it gives the single-process logits
+    from transformers import AutoModelForCausalLM
+
+    x = torch.arange(32).unsqueeze(0)
+    a = AutoModelForCausalLM.from_pretrained(single / "model").eval()(input_ids=x).logits
+    b = AutoModelForCausalLM.from_pretrained(fsdp / "model").eval()(input_ids=x).logits
+    assert torch.allclose(a, b, atol=2e-3)
+    # resume: kill both ranks (and torchrun) after the checkpoint of step 15, run again: the same curve
+    killed = tmp_path / "killed"
+    config = _config(tokens, killed, tokens=30 * 4 * 32, device="cpu", parallel="fsdp", checkpoint_every=15)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.Popen(
+        [*command, "-m", "winnow.proxy.train", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    metrics = killed / "metrics.jsonl"
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 20):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "final.json").exists()
+    assert torch.load(killed / "ckpt.pt", weights_only=True)["step"] == 15
+    result = _torchrun(config, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [loss for _, loss in _losses(killed)] == pytest.approx([loss for _, loss in two], rel=2e-4)
+
+
+def test_gemma3_preset_trains_reloads_and_evaluates(tokens, tmp_path):
+    """The Gemma-3 preset through the same loop: the loss falls, the HF folder reloads with AutoModelForCausalLM
+    and gives the checkpoint's logits, and the evaluator's decoder + output-embedding path (which must include
+    Gemma's √d embedding scaling) gives the model's own log-likelihoods. MFU is reported on CPU when a peak is set."""
+    from transformers import AutoModelForCausalLM
+
+    from winnow.proxy.evaluate import load_model, score_tokens
+    from winnow.proxy.model import build_model, flops_per_token, preset
+
+    out = tmp_path / "gemma3"
+    shape = {**SMALL, "n_layer": 6, "sliding_window": 8}
+    config = _config(tokens, out, preset="cpu-tiny-gemma3", model_overrides=shape, tokens=60 * 4 * 32)
+    summary = train(TrainConfig(**{**json.loads(config.read_text()), "peak_tflops": 0.001}))
+    losses = _losses(out)
+    assert losses[-1][1] < losses[0][1] - 0.5
+    assert summary["model"]["architecture"] == "gemma3" and summary["model"]["sliding_window"] == 8
+    # MFU = tokens/s × FLOPs per token / peak, per step and for the run
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    flops = flops_per_token(replace(preset("cpu-tiny-gemma3"), **shape), summary["parameters"]["non_embedding"])
+    assert summary["flops_per_token"] == flops and summary["peak_flops_per_device"] == 1e9
+    assert all(r["mfu"] == pytest.approx(r["tokens_per_s"] * flops / 1e9, rel=1e-3, abs=1e-4) for r in records)
+    assert summary["mfu"] == pytest.approx(summary["tokens_per_s"] * flops / 1e9, rel=1e-3)
+    head = 6 * 32 * 512  # the output projection, d × vocabulary, forward + backward
+    assert summary["mfu_with_output_layer"] == pytest.approx(summary["mfu"] * (flops + head) / flops, rel=1e-3)
+
+    reloaded = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+    assert type(reloaded).__name__ == "Gemma3ForCausalLM" and reloaded.config.sliding_window == 8
+    fresh = build_model(replace(preset("cpu-tiny-gemma3"), **shape).with_vocab(512), eos_token_id=0)
+    fresh.load_state_dict(torch.load(out / "ckpt.pt", weights_only=True)["model"])
+    x = torch.randint(1, 512, (2, 32))
+    with torch.no_grad():
+        logits = reloaded(input_ids=x).logits
+        assert torch.allclose(logits, fresh.eval()(input_ids=x).logits, atol=1e-5)
+    model, _ = load_model(out / "model")
+    [(loglik, _)] = score_tokens(model, [(x[0, :20].tolist(), x[0, 20:].tolist())])
+    expected = torch.log_softmax(logits[0, 19:31], -1).gather(1, x[0, 20:].unsqueeze(1)).sum().item()
+    assert loglik == pytest.approx(expected, abs=1e-3)
+
+
+def test_settings_select_compile_parallelism_and_peak():
+    from winnow.proxy.train import parallelism, peak_flops, use_compile
+
+    assert not use_compile("auto", "cpu") and use_compile("auto", "cuda:0") and not use_compile("false", "cuda")
+    assert parallelism("auto", "fineweb-1.8b", 8) == "fsdp" and parallelism("auto", "gpu-small", 8) == "ddp"
+    assert parallelism("auto", "fineweb-1.8b", 1) == "single" and parallelism("fsdp", "cpu-tiny", 2) == "fsdp"
+    assert peak_flops(None, "cpu") is None and peak_flops(312.0, "cpu") == 312e12
+    # the config: YAML's `compile: true` is a boolean, read as the setting "true"; the stage passes them on
+    from winnow.pipelines.config import AblateConfig
+    from winnow.pipelines.stages.ablate import train_config
+
+    acfg = AblateConfig(compile=True, parallel="fsdp", peak_tflops=989)
+    tcfg = train_config(acfg, Path("t"), Path("tok.json"), Path("s"), 0, Path("validation"))
+    assert (tcfg.compile, tcfg.parallel, tcfg.peak_tflops, tcfg.shared_val_dir) == ("true", "fsdp", 989, "validation")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_peak_flops_known_for_this_device():
+    """The peak table knows the device (else MFU needs ablate.peak_tflops)."""
+    from winnow.proxy.train import peak_flops
+
+    name = torch.cuda.get_device_name(0)
+    assert peak_flops(None, "cuda:0") is not None, f"{name}: add it to PEAK_TFLOPS"
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_training_uses_bf16_and_learns(tokens, tmp_path):
     out = tmp_path / "gpu"
     summary = train(TrainConfig(**{**json.loads(_config(tokens, out).read_text()), "device": "cuda"}))
-    assert summary["device"].startswith("cuda")
+    assert summary["device"].startswith("cuda") and summary["compiled"]  # compile: auto = on CUDA
     losses = _losses(out)
     assert losses[-1][1] < losses[0][1] - 0.5
+    assert summary["tokens_per_s"] > 0 and (summary["mfu"] is None or 0 < summary["mfu"] < 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_training_without_compile_follows_the_compiled_curve(tokens, tmp_path):
+    base = {**json.loads(_config(tokens, tmp_path / "x", tokens=30 * 4 * 32).read_text()), "device": "cuda"}
+    compiled = train(TrainConfig(**{**base, "out_dir": str(tmp_path / "c"), "compile": "true"}))
+    eager = train(TrainConfig(**{**base, "out_dir": str(tmp_path / "e"), "compile": "false"}))
+    assert compiled["compiled"] and not eager["compiled"]
+    # bf16 autocast: the two differ in rounding only
+    assert [x for _, x in _losses(tmp_path / "c")] == pytest.approx([x for _, x in _losses(tmp_path / "e")], abs=0.05)
 
 
 @pytest.mark.gpu

@@ -1,6 +1,6 @@
 """datatrove blocks of winnow, one subpackage (or module) per kind: readers, extractors/, filters/, formatters,
-dedup/, scorers/, writers/. Each block is a datatrove PipelineStep usable in any datatrove pipeline; this package
-imports nothing else of winnow.
+dedup/, scorers/, writers/, synthetic/. Each block is a datatrove PipelineStep usable in any datatrove pipeline;
+this package imports nothing else of winnow.
 
 Names are exported lazily, so `import winnow.blocks.<module>` stays cheap for modules that do not need datatrove.
 """
@@ -32,6 +32,9 @@ _EXPORTS = {
     "DocumentParquetWriter": "winnow.blocks.writers",
     "ScoredParquetWriter": "winnow.blocks.writers",
     "ExcludedParquetWriter": "winnow.blocks.writers",
+    "GenerationFailed": "winnow.blocks.synthetic",
+    "TruncatedGeneration": "winnow.blocks.synthetic",
+    "SyntheticNearDuplicates": "winnow.blocks.synthetic",
 }
 
 

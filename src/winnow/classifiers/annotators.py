@@ -14,11 +14,22 @@ or 503 says `Retry-After` (seconds or an HTTP date; also capped at 60 s). Errors
 401, 403, 404, 422: a wrong model name, key or request; a reply over `max_reply_bytes`) end the document at once.
 All documents of a task share one pooled HTTP client (connections are reused).
 
-Two request modes share this path, so the embedded server and a vLLM/SGLang cluster are driven identically:
+Three request modes share this path, so the embedded server and a vLLM/SGLang cluster are driven identically:
   chat      POST /v1/chat/completions with the rendered prompt; the answer text is parsed (FineWeb-Edu's way).
   decision  POST /v1/systemone (`transformers serve`'s typed-decision endpoint, started with a decision config whose
             template ends the assistant turn with "Educational score: "): one forward pass gives the probability of
             each score 0..5; score = the most likely, score_expected = Σ p·score. No text to parse.
+  logprobs  the decision mode on any OpenAI-compatible server that returns `logprobs` (vLLM, SGLang): POST
+            /v1/chat/completions with the assistant turn pre-filled with "Educational score:" and continued
+            (`continue_final_message: true`, `add_generation_prompt: false`, which both accept), `max_tokens: 2`,
+            `logprobs: true`, `top_logprobs: 20`. The scores are read at the first generated token that is not
+            whitespace: tokenizers that split digits from the space before them (Llama-3, Qwen) first generate " ",
+            others generate " 3" at once, and chat templates that trim messages (Llama-3's) drop a trailing space of
+            the pre-fill, so neither is assumed. The probabilities of the score tokens "0".."5" among that position's
+            top_logprobs (a token counts once stripped of spaces) are renormalised over the scores; score = the most
+            likely, score_expected = Σ p·score. A reply without logprobs, or whose top tokens hold no score, is a
+            malformed reply: retried, then failed with that reason. (`transformers serve` 5.24, the embedded server,
+            refuses the pre-fill fields with HTTP 422 and never returns logprobs: it keeps `decision`.)
 
 The API key is read from the environment variable named in the config at request time and only ever placed in the
 Authorization header: it is not an attribute, not in any message, not in any output.
@@ -29,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -46,6 +58,8 @@ FATAL_STATUSES = {400, 401, 403, 404, 422}  # the same request can never succeed
 RETRY_AFTER_STATUSES = {429, 503}  # the statuses whose Retry-After header says when to come back (RFC 9110 10.2.3)
 MAX_REPLY_BYTES = 262_144  # a chat answer of max_tokens 512 is a few kB; a decision reply under 1 kB
 SCORE_LABELS = [str(s) for s in range(MIN_SCORE, MAX_SCORE + 1)]
+DECISION_PREFIX = "Educational score:"  # the pre-filled assistant turn; no trailing space (templates may trim it)
+TOP_LOGPROBS = 20  # OpenAI's maximum, and vLLM's default --max-logprobs
 
 
 class AnnotatorUnavailable(RuntimeError):
@@ -143,7 +157,7 @@ class EndpointAnnotator:
     base_url: str
     model: str
     prompt: Prompt
-    mode: str = "chat"  # chat | decision
+    mode: str = "chat"  # chat | decision | logprobs
     api_key_env: str | None = None
     timeout_s: float = 120.0
     max_attempts: int = 3
@@ -163,6 +177,11 @@ class EndpointAnnotator:
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def point_at(self, base_url: str) -> None:
+        """A server started by the task (datatrove's server management) tells its address only once it is up."""
+        self.base_url, self.root = base_url, api_root(base_url)
+        self._client = None
 
     # ---- before any work -------------------------------------------------------------------------------------
     def check(self, connect_timeout_s: float = 10.0) -> None:
@@ -258,6 +277,21 @@ class EndpointAnnotator:
             url = f"{self.root}/v1/systemone"
             question = {"type": "score", "instructions": rendered, "criteria": SCORE_LABELS}
             payload = {"model": self.model, "state": "", "questions": {"score": question}}
+        elif self.mode == "logprobs":
+            url = f"{self.root}/v1/chat/completions"
+            payload = {
+                "model": self.model,
+                "messages": [
+                    {"role": "user", "content": rendered},
+                    {"role": "assistant", "content": DECISION_PREFIX},
+                ],
+                "continue_final_message": True,
+                "add_generation_prompt": False,
+                "temperature": self.temperature,
+                "max_tokens": 2,  # " " then "3" for tokenizers that split digits from spaces
+                "logprobs": True,
+                "top_logprobs": TOP_LOGPROBS,
+            }
         else:
             url = f"{self.root}/v1/chat/completions"
             payload = {
@@ -293,7 +327,11 @@ class EndpointAnnotator:
             body = json.loads(raw)
             if self.mode == "decision":
                 return self._read_decision(body, result)
+            if self.mode == "logprobs":
+                return self._read_logprobs(body, result)
             return self._read_chat(body, result)
+        except _NoScoreTokens as e:
+            raise _Transient(f"malformed reply: {e}") from None
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise _Transient(f"malformed reply: {raw[:120].decode('utf-8', 'replace')!r}") from None
 
@@ -319,6 +357,36 @@ class EndpointAnnotator:
         best = max(probabilities, key=probabilities.get)
         expected = sum(int(label) * p for label, p in probabilities.items())
         return json.dumps(probabilities), int(best), expected, None
+
+    @staticmethod
+    def _read_logprobs(body: dict, result: Annotation):
+        """Score-token probabilities at the first generated token that is not whitespace (vLLM's / SGLang's
+        `choices[0].logprobs.content[i].top_logprobs`, each `{token, logprob, bytes}`)."""
+        logprobs = body["choices"][0].get("logprobs")
+        if not logprobs or not logprobs.get("content"):
+            raise _NoScoreTokens("no logprobs in the reply (the server ignores `logprobs`; use mode chat)")
+        positions = logprobs["content"]
+        position = next((p for p in positions if p["token"].strip()), positions[-1])
+        top = position["top_logprobs"]
+        mass = dict.fromkeys(SCORE_LABELS, 0.0)
+        for entry in top:
+            label = entry["token"].strip()
+            if label in mass:
+                mass[label] += math.exp(float(entry["logprob"]))
+        total = sum(mass.values())
+        if not total > 0:
+            seen = [entry["token"] for entry in top][:6]
+            raise _NoScoreTokens(f"no score token 0-5 among the {len(top)} top_logprobs (top: {seen})")
+        probabilities = {label: p / total for label, p in mass.items()}
+        result.prompt_tokens += _token_count(body.get("usage"), "prompt_tokens")
+        result.completion_tokens += _token_count(body.get("usage"), "completion_tokens")
+        best = max(probabilities, key=probabilities.get)
+        expected = sum(int(label) * p for label, p in probabilities.items())
+        return json.dumps(probabilities), int(best), expected, None
+
+
+class _NoScoreTokens(ValueError):
+    """A well-formed logprobs reply that still gives no score distribution."""
 
 
 async def annotate_document(document, generate, annotator: EndpointAnnotator) -> dict:

@@ -7,7 +7,8 @@ classifier/
   model.bin      fasttext backbone: the fastText model
 ```
 `EduClassifier.predict(texts)` returns calibrated float scores on the 0–5 scale; `int_scores` rounds and
-clamps them the way FineWeb-Edu does.
+clamps them the way FineWeb-Edu does. `load_classifier(folder)` is what the score stage calls: it also takes a Hugging
+Face sequence-classification folder (the released FineWeb-Edu classifier's format, classifiers/hf_format.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from winnow.classifiers.hf_format import HFSequenceClassifier, is_hf_config, read_config
+from winnow.classifiers.hf_format import check_config as check_hf_config
 from winnow.classifiers.labels import MAX_SCORE
 from winnow.classifiers.model import FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder
 from winnow.files import write_json
@@ -37,6 +40,30 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
     return device
+
+
+def check_classifier(folder: str | Path) -> None:
+    """Raise ValueError (naming the folder and the problem) unless `load_classifier` can score with `folder`;
+    reads config.json only, so a stage can refuse a wrong folder before any task starts."""
+    config = read_config(folder)
+    if config.get("format") == FORMAT:
+        return
+    if not is_hf_config(config):
+        raise ValueError(
+            f"{folder}: config.json is neither winnow's classifier format ({FORMAT}) nor a transformers model "
+            f"(no model_type)"
+        )
+    check_hf_config(config, folder)
+
+
+def load_classifier(folder: str | Path, device: str = "cpu", batch_size: int | None = None):
+    """Any scorer folder, told apart by its config.json: winnow's own format (`EduClassifier`), or a Hugging Face
+    sequence-classification folder such as the released FineWeb-Edu classifier (classifiers/hf_format.py). Both
+    answer `predict(texts)` with one float score per text."""
+    check_classifier(folder)
+    if read_config(folder).get("format") == FORMAT:
+        return EduClassifier.load(folder, device=device, batch_size=batch_size)
+    return HFSequenceClassifier.load(folder, device=resolve_device(device), batch_size=batch_size)
 
 
 class EduClassifier:

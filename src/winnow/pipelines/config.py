@@ -210,13 +210,24 @@ class AnnotateConfig(Section):
 
 
 class AnnotatorConfig(Section):
-    """The LLM that rates documents: an OpenAI-compatible endpoint, or the embedded local server."""
+    """The LLM that rates documents: an OpenAI-compatible endpoint, the embedded local server, or a server each
+    annotate task starts itself from a model path (`kind: server`, through datatrove's server management)."""
 
-    kind: Literal["local", "endpoint"] = "local"
+    kind: Literal["local", "endpoint", "server"] = "local"
     base_url: str | None = None  # endpoint: e.g. http://gpu-node:8000/v1 (vLLM, SGLang, TGI, llama.cpp, hosted)
-    model: str | None = None  # endpoint: the served model name; local: set by the stage
+    model: str | None = None  # endpoint: the served model name; server: the model folder; local: set by the stage
+    # kind server: which server the task starts (vllm / sglang on GPU nodes; embedded = SmolLM2 on CPU, as `local`
+    # but started and watched by datatrove like the others), its parallelism and extra command-line flags
+    server_type: Literal["vllm", "sglang", "embedded"] = "vllm"
+    tp: int = Field(1, ge=1)  # tensor parallel: GPUs per model replica
+    dp: int = Field(1, ge=1)  # data parallel: replicas per task
+    pp: int = Field(1, ge=1)  # pipeline parallel
+    max_context: int = Field(8192, gt=0)  # the server's maximum model length (prompt + answer)
+    server_args: dict[str, Any] = Field(default_factory=dict)  # e.g. {gpu-memory-utilization: 0.9}
     api_key_env: str | None = None  # NAME of the environment variable holding the key (the key is never stored)
-    mode: Literal["chat", "decision"] | None = None  # chat: free answer, parsed; decision: score probabilities
+    # chat: free answer, parsed; decision: score probabilities from the embedded server's decision endpoint;
+    # logprobs: the same from an OpenAI-compatible server's logprobs (vLLM, SGLang)
+    mode: Literal["chat", "decision", "logprobs"] | None = None
     concurrency: int = Field(0, ge=0)  # requests in flight per task; 0 = 1 for local, 16 for an endpoint
     timeout_s: float = Field(120.0, gt=0)  # deadline of one whole request (connect + every read), not per read
     max_attempts: int = Field(3, ge=1)  # per document, counting unparseable answers and failed requests
@@ -228,11 +239,21 @@ class AnnotatorConfig(Section):
     aggregate: Literal["mean", "median", "majority"] = "mean"  # how samples become one score
     extra_body: dict[str, Any] = Field(default_factory=dict)  # passed as-is in each request (server options)
     threads: int = Field(1, ge=1)  # local: torch threads of the embedded server
-    startup_timeout_s: float = Field(300.0, gt=0)  # local: seconds to wait for the server to load
+    startup_timeout_s: float = Field(300.0, gt=0)  # local / server: seconds to wait for the server to load
     model_dir: str | None = None  # local: converted model folder; default: ~/.cache/winnow/models/...
 
     def resolved_mode(self) -> str:
         return self.mode or ("decision" if self.kind == "local" else "chat")
+
+    @model_validator(mode="after")
+    def _logprobs_need_a_server_that_returns_them(self) -> AnnotatorConfig:
+        embedded = self.kind == "local" or (self.kind == "server" and self.server_type == "embedded")
+        if self.mode == "logprobs" and embedded:
+            raise ValueError(
+                "mode logprobs needs a server that returns logprobs (vLLM, SGLang); the embedded `transformers serve` "
+                "returns none: use mode decision"
+            )
+        return self
 
     def resolved_concurrency(self) -> int:
         return self.concurrency or (1 if self.kind == "local" else 16)
@@ -291,6 +312,64 @@ class SubsetsConfig(Section):
     tasks: int | None = Field(None, ge=1)  # default: executor.tasks
 
 
+class SynthesisGenerationConfig(Section):
+    """Sampling settings of each synthetic generation (sent in every request)."""
+
+    max_tokens: int = Field(512, ge=1)  # a completion stopped here has finish_reason "length"
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    stop: list[str] = Field(default_factory=list)
+
+
+class SynthesizeConfig(Section):
+    """`winnow synthesize` (winnow.pipelines.stages.synthesize): Cosmopedia-style generations from the run's seeds."""
+
+    source: str | None = None  # folder of seed documents; default: <output_dir>/subsets/edu-3, else dedup/ or base/
+    topics_file: str | None = None  # instead of documents: a text file, one topic (or seed text) per line
+    seed_documents: int = Field(1000, ge=1)  # seeds sampled from the source (embedded and clustered on CPU)
+    generations: int = Field(24, ge=1)  # requested generations
+    formats: list[str] | None = None  # default: every format of the prompt version
+    audiences: list[str] | None = None  # default: every audience of the prompt version
+    extract_chars: int = Field(1000, ge=0)  # seed characters in each prompt; 0 = the whole seed
+    topics: int = Field(10, ge=1)  # k-means clusters of the seeds
+    encoder: str = "all-MiniLM-L6-v2"  # the classifier's packaged MiniLM, or a local sentence-transformers folder
+    seed: Seed = 0
+    prompts: str = "v1"  # a shipped prompt version (src/winnow/synthesis/prompts/) or a folder of templates
+    generation: SynthesisGenerationConfig = Field(default_factory=SynthesisGenerationConfig)
+    server: AnnotatorConfig | None = None  # who generates; default: the `annotator:` section (kind, url, model, ...)
+    tasks: int = Field(1, ge=1)  # datatrove generation tasks (each with its own server when the kind is local)
+    checkpoint_every: int = Field(4, ge=1)  # generations per checkpoint chunk: a killed run redoes none of those
+    drop_truncated: bool = True  # drop generations cut by max_tokens without an ending (removed/truncated/)
+    near_duplicates: MinhashParams = Field(default_factory=MinhashParams)  # among generations and against seeds
+    decontaminate: bool = True  # drop generations sharing an n-gram with a benchmark item (decontaminate: settings)
+
+
+class DecontaminateConfig(Section):
+    """Benchmark decontamination of the subsets (src/winnow/pipelines/stages/decontaminate.py)."""
+
+    n: int = Field(13, ge=1)  # word n-grams shared with a benchmark item (GPT-3, lm-eval's janitor: 13)
+    min_words: int = Field(8, ge=1)  # items of min_words..n-1 words are matched whole; shorter ones are skipped (GPT-3)
+    # benchmark tasks whose items are removed; default: ablate.tasks without wikitext (Wikipedia articles that web
+    # pages quote legitimately, and a perplexity text rather than items)
+    tasks: list[str] | None = None
+    sources: list[str] | None = None  # subset names (subsets/<name>/); default: every subset of subsets/summary.json
+    benchmarks_dir: str | None = None  # default: ablate.benchmarks_dir
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        unknown = [t for t in v or [] if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; known: {TASKS}")
+        return v
+
+    @model_validator(mode="after")
+    def _min_words(self) -> DecontaminateConfig:
+        if self.min_words > self.n:
+            raise ValueError(f"decontaminate.min_words ({self.min_words}) must be at most decontaminate.n ({self.n})")
+        return self
+
+
 class OutputConfig(Section):
     """How the published documents are written (winnow.blocks.writers.parquet: LAYOUTS, COLUMN_SETS). Applies to
     subsets/; base/, dedup/ and score/ stay flat because the next stage reads their top-level *.parquet."""
@@ -300,18 +379,31 @@ class OutputConfig(Section):
 
 
 class AblationSource(Section):
-    """One data variant to compare: a subset folder (its *.parquet) or a JSONL/Parquet file or glob."""
+    """One data variant to compare: a subset folder (its *.parquet) or a JSONL/Parquet file or glob; or a mix of
+    several at stated token shares (`data` a list, `ratio` one share each; winnow.proxy.mix)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes <output_dir>/ablate/<name>/
-    data: str
+    data: str | list[str]
     text_key: str = "text"
+    ratio: list[Annotated[float, Field(gt=0)]] | None = None  # with a list of data: token shares, summing to 1
+
+    @model_validator(mode="after")
+    def _mix(self) -> AblationSource:
+        if isinstance(self.data, str):
+            if self.ratio is not None:
+                raise ValueError("ratio: only for a mix (data: a list of sources)")
+        elif len(self.data) < 2 or self.ratio is None or len(self.ratio) != len(self.data):
+            raise ValueError("a mix needs data: [two or more sources] and ratio: [one token share per source]")
+        elif abs(sum(self.ratio) - 1) > 1e-6:
+            raise ValueError(f"ratio: the token shares must sum to 1 (got {sum(self.ratio):g})")
+        return self
 
 
 class AblateConfig(Section):
     """Proxy-model ablations: the same model, token budget, batch and seeds for every data source."""
 
     ablations: list[AblationSource] = Field(default_factory=list)
-    preset: Literal["cpu-tiny", "gpu-small", "fineweb-1.8b"] = "cpu-tiny"
+    preset: Literal["cpu-tiny", "gpu-small", "fineweb-1.8b", "cpu-tiny-gemma3", "gpu-small-gemma3"] = "cpu-tiny"
     model_overrides: dict[str, Any] = Field(default_factory=dict)  # e.g. {context_length: 128}
     tokens: int = Field(250_000, gt=0)  # training tokens per run (FineWeb: 28B for the 1.8B model)
     batch_size: int = Field(16, gt=0)  # sequences per optimiser step
@@ -325,10 +417,23 @@ class AblateConfig(Section):
     tokenizer_docs_per_source: int = Field(1000, gt=0)  # documents per ablation for the corpus BPE (cpu-tiny)
     tasks: list[str] = Field(default_factory=lambda: list(TASKS))  # winnow.proxy.tasks.REGISTRY
     eval_limit: int | None = Field(200, ge=1)  # items per task (FineWeb used 1,000); None = all
+    # which eval_limit items: "sample" = drawn with eval_seed (kept in file order), "first" = the first N of the
+    # file (lm-eval's --limit); doc_ids in samples_<task>.jsonl are file indices either way
+    eval_limit_mode: Literal["sample", "first"] = "sample"
     wikitext_articles: int | None = Field(10, ge=1)  # WikiText-2 test articles for perplexity (62 in all); None = all
     eval_seed: Seed = 1234
     eval_batch_size: int = Field(16, gt=0)
     benchmarks_dir: str = "../shared/data/benchmarks"
+    # the shared validation set (ablate/validation/): tokens per part, one part per ablation source + WikiText-2 valid
+    validation_tokens: int = Field(16_384, gt=0)
+    compile: Literal["auto", "true", "false"] = "auto"  # torch.compile; auto = on CUDA only
+    parallel: Literal["auto", "ddp", "fsdp"] = "auto"  # several ranks: auto = FSDP for fineweb-1.8b, else DDP
+    peak_tflops: float | None = Field(None, gt=0)  # per device, for MFU; None = known GPUs by name (none on CPU)
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_bool(cls, v):
+        return str(v).lower() if isinstance(v, bool) else v  # YAML reads `compile: true` as a boolean
 
     @field_validator("ablations")
     @classmethod
@@ -336,6 +441,9 @@ class AblateConfig(Section):
         names = [a.name for a in v]
         if len(set(names)) != len(names):
             raise ValueError(f"ablation names must be unique, got {names}")
+        reserved = [n for n in names if n in ("tokenizer", "validation")]
+        if reserved:
+            raise ValueError(f"{reserved[0]!r} is an ablate/ folder of its own (tokenizer, validation); rename it")
         return v
 
     @field_validator("seeds")
@@ -383,6 +491,8 @@ class RunConfig(Section):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     subsets: SubsetsConfig = Field(default_factory=SubsetsConfig)
+    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ablate: AblateConfig = Field(default_factory=AblateConfig)
     stages: dict[str, StageSettings] = Field(default_factory=dict)  # per-stage / per-step resources

@@ -1,7 +1,7 @@
 """`winnow run` (= `winnow demo`): the whole recipe, every stage of the registry, in order.
 
 WARC shards → base → dedup → annotate (a sample, embedded LLM) → classifier → score → subsets →
-ablate → report.
+decontaminate → ablate → report.
 
 Locally (and on Ray) each stage is the same code `winnow <stage>` runs, called in order; a stage that
 already finished is resumed (its completed tasks are skipped), so re-running after an interruption picks

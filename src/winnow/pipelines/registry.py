@@ -1,6 +1,6 @@
 """The stage registry: the one ordered list of winnow's stages. Everything that lists stages reads it.
 
-    base → dedup → annotate → classifier → score → subsets → ablate → report
+    base → dedup → annotate → classifier → score → subsets → decontaminate → (synthesize) → ablate → report
 
 A stage's name is its command (`winnow <name>`), its make target (`make <name>`), its folder
 (`<output_dir>/<name>/`) and its key in timings.json. Readers of this list: the CLI (`winnow --help`,
@@ -218,6 +218,38 @@ register(
 )
 register(
     Stage(
+        "decontaminate",
+        "winnow.pipelines.stages.decontaminate",
+        "remove subset documents sharing a 13-gram with a benchmark item",
+        # ablate.tasks and ablate.benchmarks_dir are decontaminate's defaults
+        settings=("decontaminate", "ablate.tasks", "ablate.benchmarks_dir", "output", "executor.tasks"),
+        libraries=("datatrove", "xxhash", "numpy"),
+    )
+)
+register(
+    Stage(
+        "synthesize",
+        "winnow.pipelines.stages.synthesize",
+        "Cosmopedia-style synthetic documents from the run's seeds (optional; not in the demo)",
+        in_recipe=False,
+        # the server's connection settings do not change the generations; its model does (synthesize.server is in
+        # `synthesize`); decontaminate's settings (and their ablate defaults) choose the benchmark items
+        settings=(
+            "synthesize",
+            "annotator.kind",
+            "annotator.model",
+            "annotator.model_dir",
+            "annotator.extra_body",
+            "decontaminate",
+            "ablate.tasks",
+            "ablate.benchmarks_dir",
+        ),
+        libraries=("datatrove", "transformers", "datasketch", "scikit-learn"),
+        steps=("generate", "postprocess"),
+    )
+)
+register(
+    Stage(
         "ablate",
         "winnow.pipelines.stages.ablate",
         "tokenize → train → evaluate a proxy LM per ablation",
@@ -236,9 +268,11 @@ register(
             "ablate.tokenizer_docs_per_source",
             "ablate.tasks",
             "ablate.eval_limit",
+            "ablate.eval_limit_mode",
             "ablate.wikitext_articles",
             "ablate.eval_seed",
             "ablate.benchmarks_dir",
+            "ablate.validation_tokens",
         ),
         libraries=("datatrove", "torch", "transformers", "tokenizers"),
         arguments=(
@@ -248,6 +282,17 @@ register(
                     "action": "store_true",
                     "help": "tokenize and write each run's train.json, then stop (train them with torchrun/sbatch)",
                 },
+            ),
+            Arg(
+                ("--emit-nanotron",),
+                {
+                    "metavar": "DIR",
+                    "help": "tokenize, then write a nanotron config per ablation and seed into DIR (no training)",
+                },
+            ),
+            Arg(
+                ("--nanotron-dp",),
+                {"type": int, "default": 8, "metavar": "N", "help": "data-parallel ranks of the nanotron configs"},
             ),
         ),
     )

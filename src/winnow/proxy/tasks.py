@@ -8,7 +8,7 @@ is scored, never a letter), which is what FineWeb and SmolLM report for small mo
 |---|---|---|
 | arc_easy, arc_challenge | "Question: {q}\\nAnswer:" | " {choice}" |
 | piqa | "Question: {goal}\\nAnswer:" | " {solution}" |
-| hellaswag | "{activity}: {ctx}" (lm-eval's preprocessing) | " {ending}" |
+| hellaswag | "{activity}: {ctx_a} {Ctx_b}" (lm-eval's preprocessing) | " {ending}" |
 | openbookqa | "{question stem}" | " {choice}" |
 | siqa | "Question: {context} {question}\\nAnswer:" | " {answer}" |
 | commonsense_qa | "Question: {q}\\nAnswer:" | " {answer}" |
@@ -19,6 +19,12 @@ is scored, never a letter), which is what FineWeb and SmolLM report for small mo
 
 SIQA and CommonsenseQA come in llm-foundry's letter form (options listed inside the query); we parse
 the options back out of the query to score them in cloze form.
+
+Items keep their index in the whole task file (`Item.doc_id`), so an item has the same id in every
+ablation and whichever items `select` keeps: `limit_mode="first"` takes the first N items of the file
+(lm-eval's `--limit`), `"sample"` N items drawn with a fixed seed (kept in file order).
+The lm-eval task YAMLs in `lm_eval_tasks/` describe the same prompts for lm-evaluation-harness
+(`make eval-parity` checks that both score them alike).
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ from pathlib import Path
 class Item:
     requests: list[tuple[str, str]]  # (context, continuation) per choice; one pair for lambada
     gold: int = 0
+    doc_id: int = -1  # index in the whole task file (set by load_task)
+
+    @property
+    def choice_chars(self) -> list[int]:
+        """len(choice) per request as lm-eval's acc_norm counts it: the continuation without the leading
+        target delimiter (" "). WinoGrande's choices differ in the context, its continuation is shared."""
+        return [len(x[1:]) if x.startswith(" ") else len(x) for _, x in self.requests]
+
+
+LIMIT_MODES = ("first", "sample")
 
 
 def default_benchmarks_dir() -> Path:
@@ -58,15 +74,28 @@ def load_task(name: str, benchmarks_dir: str | Path | None = None) -> list:
 
 @functools.cache
 def _load(name: str, root: Path) -> list:
-    return REGISTRY[name].load(root)
+    items = REGISTRY[name].load(root)
+    for i, item in enumerate(items):
+        if isinstance(item, Item):
+            item.doc_id = i
+    return items
+
+
+def select(n_items: int, limit: int | None, mode: str = "sample", seed: int = 1234) -> list[int]:
+    """Indices (ascending) of the items to evaluate: all of them, the first `limit` ("first", lm-eval's
+    --limit) or `limit` drawn with `seed` ("sample")."""
+    if mode not in LIMIT_MODES:
+        raise ValueError(f"limit mode {mode!r}; modes: {', '.join(LIMIT_MODES)}")
+    if limit is None or limit >= n_items:
+        return list(range(n_items))
+    if mode == "first":
+        return list(range(limit))
+    return sorted(random.Random(seed).sample(range(n_items), limit))
 
 
 def sample(items: list, limit: int | None, seed: int) -> list:
     """`limit` items drawn with a fixed seed (kept in file order), or all of them."""
-    if limit is None or limit >= len(items):
-        return items
-    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
-    return [items[i] for i in keep]
+    return [items[i] for i in select(len(items), limit, "sample", seed)]
 
 
 # ---- readers, one per native format --------------------------------------------------------------------
@@ -142,12 +171,26 @@ def _hellaswag_clean(text: str) -> str:
     return text.replace("  ", " ")
 
 
+_SENTENCE_END = re.compile(r"^(.*[.!?]) (\S.*)$")
+
+
+def hellaswag_context(line: str) -> str:
+    """The six-line file's context line is `activity_label + ": " + ctx` with ctx = ctx_a + " " + ctx_b as in
+    the original jsonl; lm-eval (and lighteval) build `ctx_a + " " + ctx_b.capitalize()`. ctx_b, the unfinished
+    noun phrase that follows ctx_a's last sentence, is non-empty exactly for the ActivityNet items, whose
+    context does not end a sentence ("… on a roof. he" → "… on a roof. He"); WikiHow items have none."""
+    label, sep, ctx = line.partition(": ")
+    if sep and ctx and ctx.rstrip()[-1:] not in ".!?" and (m := _SENTENCE_END.match(ctx)):
+        ctx = f"{m.group(1)} {m.group(2).capitalize()}"
+    return f"{label}{sep}{ctx}"
+
+
 def _hellaswag(root: Path) -> list[Item]:
     with bz2.open(root / "hellaswag" / "hellaswag_val_full.txt.bz2", "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")
     items = []
     for i in range(0, len(lines) - 5, 6):  # 6 lines per item: context, gold, 4 endings
-        context = _hellaswag_clean(lines[i])
+        context = _hellaswag_clean(hellaswag_context(lines[i]))
         endings = [_hellaswag_clean(e) for e in lines[i + 2 : i + 6]]
         items.append(Item([(context, f" {e}") for e in endings], int(lines[i + 1])))
     return items
@@ -161,6 +204,9 @@ def _mmlu(root: Path) -> list[Item]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("cp1252")  # mmlu_moral_scenarios.csv
+        # 13 questions carry Windows line breaks inside quoted fields: "\n" as in the other questions (and as
+        # lm-eval sees them, reading the files as text)
+        text = text.replace("\r\n", "\n")
         delimiter = ";" if text.splitlines()[0].count(";") > text.splitlines()[0].count(",") else ","
         for row in csv.DictReader(io.StringIO(text), delimiter=delimiter):
             choices = ast.literal_eval(row["choices"])

@@ -11,11 +11,14 @@
   are the two datatrove steps that write `<ablation>/tokens/shuffled.ds`: EOS after each document, documents
   shuffled with the run's seed, the same tokens in the same order whatever the number of tasks.
 - `read_tokens` memory-maps them for training.
+- The documents of the shared validation set (winnow.proxy.validation) are skipped by the tokenize step
+  (`held_out`), counted as `held_out_for_validation` in its stats: they stay in `ablate/validation/documents.jsonl`.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -142,23 +145,38 @@ class ShardTokenizer(PipelineStepWithTokenizer):
     name = "✍️ Tokenize (one shard per source file)"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, reader, output_folder, tokenizer_name_or_path, eos_token: str = EOS, batch_size: int = 1000):
+    def __init__(
+        self,
+        reader,
+        output_folder,
+        tokenizer_name_or_path,
+        eos_token: str = EOS,
+        batch_size: int = 1000,
+        held_out: str | os.PathLike | None = None,
+    ):
         super().__init__(str(tokenizer_name_or_path), eos_token)
         self.reader = reader
         self.output_folder = output_folder
         self.batch_size = batch_size
+        # a file of sha1s of texts held out for the shared validation set (winnow.proxy.validation): skipped here
+        self.held_out = str(held_out) if held_out else None
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         from datatrove.io import get_datafolder
         from datatrove.pipeline.tokens.tokenizer import TokenizedFile
         from datatrove.utils.batching import batched
 
+        skip = read_held_out(self.held_out) if self.held_out else frozenset()
         files = reader_files(self.reader)
         for number in range(rank, len(files), world_size):
             shard = TokenizedFile(
                 get_datafolder(str(self.output_folder)), f"{SHARDS}/{number:05d}.ds", token_size=self.token_size
             )
             for batch in batched(self.reader.read_files_shard([files[number]]), self.batch_size):
+                if skip:
+                    kept = [document for document in batch if text_sha1(document.text) not in skip]
+                    self.stat_update("held_out_for_validation", value=len(batch) - len(kept))
+                    batch = kept
                 with self.track_time(unit="batch"):
                     for encoded in self.tokenizer.encode_batch([document.text for document in batch]):
                         shard.write(encoded.ids, None)
@@ -225,6 +243,17 @@ class ShardMerger(PipelineStepWithTokenizer):
         self.stat_update("tokens", value=written)
 
 
+def text_sha1(text: str) -> str:
+    """The identity of a document's text (the shared validation set holds documents out by it)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def read_held_out(path: str | os.PathLike) -> frozenset[str]:
+    """The sha1s in a held-out file (one a line), or none when it does not exist."""
+    path = Path(path)
+    return frozenset(path.read_text().split()) if path.exists() else frozenset()
+
+
 def reader_files(reader) -> list[str]:
     """The files a datatrove disk reader reads with one task, in its order (sorted)."""
     return reader.data_folder.get_shard(0, 1, recursive=reader.recursive, glob_pattern=reader.glob_pattern) or []
@@ -235,10 +264,15 @@ def _map(path: Path, dtype: np.dtype) -> np.ndarray:
 
 
 def tokenize_pipeline(
-    source: str, tokens_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, text_key: str = "text"
+    source: str,
+    tokens_dir: str | os.PathLike,
+    tokenizer_path: str | os.PathLike,
+    text_key: str = "text",
+    held_out: str | os.PathLike | None = None,
 ) -> list:
-    """Step 1, for any number of tasks: each source file → a shard of tokens, EOS after every document."""
-    return [ShardTokenizer(source_reader(source, text_key=text_key), tokens_dir, tokenizer_path)]
+    """Step 1, for any number of tasks: each source file → a shard of tokens, EOS after every document; texts
+    listed in `held_out` (the shared validation set's sha1 file) are left out."""
+    return [ShardTokenizer(source_reader(source, text_key=text_key), tokens_dir, tokenizer_path, held_out=held_out)]
 
 
 def merge_pipeline(

@@ -8,8 +8,16 @@ other random numbers, so `ckpt.pt` (model + optimiser state) and the step are al
     python -m winnow.proxy.train --config train.json                    # one process (CPU or one GPU)
     torchrun --nproc_per_node 8 -m winnow.proxy.train --config train.json   # DDP: each rank takes a slice of the batch
 
-Outputs in `out_dir`: metrics.jsonl (step, tokens, loss, lr, tokens_per_s; val_loss at eval steps),
-ckpt.pt + ckpt.json (latest checkpoint), model/ (HF folder with tokenizer, at the end), final.json.
+Outputs in `out_dir`: metrics.jsonl (step, tokens, loss, lr, tokens_per_s, mfu when the peak is known; at eval steps
+val_loss on the ablation's own held-out tail and, with `shared_val_dir`, val_loss_shared on the shared validation set
+of every ablation), ckpt.pt + ckpt.json (latest checkpoint), model/ (HF folder with tokenizer, at the end),
+final.json (final losses, tokens/s and MFU of the run).
+
+Throughput: tokens/s counts every token of every rank; model FLOPs utilisation (MFU) = tokens/s × FLOPs per token /
+(ranks × peak FLOP/s), FLOPs per token by PaLM's formula (`winnow.proxy.model.flops_per_token`), the peak from
+`peak_tflops` or, on a GPU, from PEAK_TFLOPS by device name (dense bf16). On a GPU: bf16 autocast, fused AdamW,
+`torch.compile` (`compile: auto` = on CUDA only); several ranks are data-parallel with DDP, or with FSDP
+(`parallel: fsdp`, the default for the fineweb-1.8b preset: parameters, gradients and optimiser state sharded).
 
 A checkpoint is two files: `ckpt.pt` holds tensors only (and the step) and is loaded with `weights_only=True`, so a
 file planted on a shared file system cannot run code when a run resumes; `ckpt.json` holds the rest (step, config).
@@ -35,6 +43,9 @@ from winnow.errors import WinnowError
 from winnow.files import atomic_path, write_json
 
 VALIDATION_SEED = 2**31 - 1
+# dense bf16 tensor-core peak per GPU, TFLOP/s (vendor data sheets), matched as a substring of the device name
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
+FSDP_PRESETS = ("fineweb-1.8b",)  # presets whose parameters + AdamW state do not fit one GPU comfortably
 
 
 @dataclass
@@ -64,6 +75,10 @@ class TrainConfig:
     threads: int = 1  # CPU threads (torch.set_num_threads)
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
+    shared_val_dir: str | None = None  # the shared validation set (winnow.proxy.validation), or none
+    compile: str = "auto"  # auto (on CUDA only) | true | false: torch.compile the model
+    parallel: str = "auto"  # with several ranks: auto (FSDP for FSDP_PRESETS, else DDP) | ddp | fsdp
+    peak_tflops: float | None = None  # per device, for MFU; None = PEAK_TFLOPS by GPU name (no MFU on CPU)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -94,16 +109,54 @@ def windows(tokens, offsets: np.ndarray, context: int) -> tuple[torch.Tensor, to
     return x[:, :-1], x[:, 1:]
 
 
+def use_compile(setting: str, device: str) -> bool:
+    if setting not in ("auto", "true", "false"):
+        raise WinnowError(f"compile: {setting!r} is not one of auto, true, false")
+    return setting == "true" or (setting == "auto" and device.startswith("cuda"))
+
+
+def parallelism(setting: str, preset_name: str, world: int) -> str:
+    """How `world` ranks share the model: "single", "ddp" or "fsdp"."""
+    if setting not in ("auto", "ddp", "fsdp"):
+        raise WinnowError(f"parallel: {setting!r} is not one of auto, ddp, fsdp")
+    if world == 1:
+        return "single"
+    if setting == "auto":
+        return "fsdp" if preset_name in FSDP_PRESETS else "ddp"
+    return setting
+
+
+def peak_flops(setting: float | None, device: str) -> float | None:
+    """Peak FLOP/s of one device: the setting, else the table by CUDA device name; None when unknown (CPU)."""
+    if setting:
+        return setting * 1e12
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(device))
+        for key, tflops in PEAK_TFLOPS.items():
+            if key in name:
+                return tflops * 1e12
+    return None
+
+
 def train(cfg: TrainConfig) -> dict:
     from tqdm import tqdm
 
-    from winnow.proxy.model import build_model, count_parameters, preset
+    from winnow.proxy.model import (
+        build_model,
+        count_parameters,
+        decoder_layers,
+        flops_per_token,
+        output_layer_flops,
+        preset,
+    )
     from winnow.proxy.tokenize import EOS, hf_tokenizer, load_tokenizer, read_tokens
+    from winnow.proxy.validation import read_parts
 
-    # ---- setup: DDP when launched by torchrun, device, precision
+    # ---- setup: DDP/FSDP when launched by torchrun, device, precision
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    mode = parallelism(cfg.parallel, cfg.preset, world)
     if ddp:
         torch.distributed.init_process_group(backend="nccl" if device == "cuda" else "gloo")
         if device == "cuda":
@@ -134,10 +187,23 @@ def train(cfg: TrainConfig) -> dict:
     micro = min(cfg.micro_batch_size or per_rank, per_rank)
     accumulation = math.ceil(per_rank / micro)
     total_steps = max(1, cfg.tokens // (cfg.batch_size * context))
+    shared = read_parts(cfg.shared_val_dir) if cfg.shared_val_dir else {}  # part name → tokens
 
     # ---- model and optimiser (seeded: the same initial weights for every ablation of a seed)
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg, eos_token_id=eos_id).to(device)
+    raw_model = model
+    if mode == "fsdp":
+        # FSDP2: each block's parameters sharded over the ranks, gathered for its forward/backward only; wrapped
+        # before the optimiser is built, so AdamW holds the shards (and its state is sharded too)
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        shard = {}
+        if "cuda" in device:  # bf16 compute, fp32 gradient reduction (the master weights stay fp32)
+            shard["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        for layer in decoder_layers(model):
+            fully_shard(layer, **shard)
+        fully_shard(model, **shard)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -146,17 +212,29 @@ def train(cfg: TrainConfig) -> dict:
         betas=(cfg.beta1, cfg.beta2),
         fused=device.startswith("cuda"),
     )
-    raw_model = model
-    if ddp:
+    if mode == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if "cuda" in device else None)
+    if use_compile(cfg.compile, device):
+        model = torch.compile(model)  # raw_model keeps the parameter names for checkpoints and save_pretrained
 
     # ---- resume: the latest checkpoint, and metrics.jsonl cut back to it
     start_step = 0
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     if ckpt_path.exists():
         state = _load_checkpoint(ckpt_path, device)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if mode == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            set_state_dict(
+                raw_model,
+                optimizer,
+                model_state_dict=state["model"],
+                optim_state_dict=state["optimizer"],
+                options=StateDictOptions(full_state_dict=True),
+            )
+        else:
+            raw_model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
     if master:
         _truncate_metrics(metrics_path, start_step)
@@ -174,13 +252,35 @@ def train(cfg: TrainConfig) -> dict:
         model.train()
         return float(np.mean(losses))
 
+    @torch.no_grad()
+    def shared_val_losses() -> dict[str, float]:
+        """Mean next-token loss per part of the shared set, over disjoint windows covering each part (every token
+        predicted once, up to the last full window): the same tokens for every ablation, seed and re-run."""
+        model.eval()
+        losses = {}
+        for name, part in shared.items():
+            starts = np.arange(0, len(part) - context - 1, context) if len(part) > context + 1 else np.zeros(0, int)
+            total, count = 0.0, 0
+            for b in range(0, len(starts), micro):
+                x, y = windows(part, starts[b : b + micro], context)
+                with autocast:
+                    total += _loss(raw_model, x.to(device), y.to(device)).item() * y.numel()
+                count += y.numel()
+            losses[name] = total / max(count, 1)
+        model.train()
+        return losses
+
     # ---- loop
     params = count_parameters(raw_model)
+    flops = flops_per_token(mcfg, params["non_embedding"])
+    peak = peak_flops(cfg.peak_tflops, device)
+    shared_losses: dict[str, float] = {}
     bar = tqdm(
         total=total_steps, initial=start_step, disable=not (master and cfg.progress), unit="step", dynamic_ncols=True
     )
     model.train()
-    t_last = time.perf_counter()
+    t_last = t_start = time.perf_counter()
+    eval_seconds = 0.0
     for step in range(start_step, total_steps):
         lr = lr_at(step, total_steps, cfg)
         for group in optimizer.param_groups:
@@ -190,8 +290,10 @@ def train(cfg: TrainConfig) -> dict:
         loss_sum = 0.0
         for m in range(accumulation):
             x, y = windows(tokens, offsets[m * micro : (m + 1) * micro], context)
-            sync = not ddp or m == accumulation - 1
-            with nullcontext() if sync else model.no_sync(), autocast:
+            sync = m == accumulation - 1
+            if mode == "fsdp":
+                raw_model.set_requires_gradient_sync(sync)
+            with nullcontext() if sync or mode != "ddp" else model.no_sync(), autocast:
                 loss = _loss(model, x.to(device), y.to(device)) / accumulation
             loss.backward()
             loss_sum += loss.item()
@@ -203,9 +305,10 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()  # the step's kernels finished: the time below is the step's
         now = time.perf_counter()
         tokens_per_s = cfg.batch_size * context / max(now - t_last, 1e-9)
-        t_last = now
         done = step + 1
         record = {
             "step": done,
@@ -214,29 +317,67 @@ def train(cfg: TrainConfig) -> dict:
             "lr": lr,
             "tokens_per_s": round(tokens_per_s, 1),
         }
+        if peak:
+            record["mfu"] = round(tokens_per_s * flops / (world * peak), 4)
         if done % cfg.eval_every == 0 or done == total_steps:
             record["val_loss"] = round(val_loss(), 6)
+            if shared:
+                shared_losses = shared_val_losses()
+                record["val_loss_shared"] = round(float(np.mean(list(shared_losses.values()))), 6)
+                record["val_loss_shared_parts"] = {k: round(v, 6) for k, v in shared_losses.items()}
         if master:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            if done % cfg.checkpoint_every == 0 or done == total_steps:
-                _save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg)
+            if (done % cfg.checkpoint_every == 0 or done == total_steps) and mode != "fsdp":
+                _save_checkpoint(ckpt_path, raw_model.state_dict(), optimizer.state_dict(), done, cfg)
+        if mode == "fsdp" and (done % cfg.checkpoint_every == 0 or done == total_steps):
+            model_state, optim_state = _full_state(raw_model, optimizer)  # a collective: every rank takes part
+            if master:
+                _save_checkpoint(ckpt_path, model_state, optim_state, done, cfg)
         bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_per_s:,.0f}")
         bar.update(1)
+        t_last = time.perf_counter()  # evaluation and checkpoint time is not training throughput
+        eval_seconds += t_last - now
     bar.close()
+    steps_run = total_steps - start_step
+    train_seconds = time.perf_counter() - t_start - eval_seconds
+    run_tokens_per_s = steps_run * cfg.batch_size * context / train_seconds if steps_run else None
+    run_mfu = run_tokens_per_s * flops / (world * peak) if peak and run_tokens_per_s else None
+    if master and run_tokens_per_s:
+        mfu_text = f", MFU {100 * run_mfu:.1f} % of {world} × {peak / 1e12:,.4g} TFLOP/s" if run_mfu else ""
+        print(
+            f"winnow.proxy.train: {out.name}: {run_tokens_per_s:,.0f} tokens/s over {steps_run} steps on "
+            f"{world} × {device}{mfu_text} ({flops / 1e6:,.1f} MFLOPs/token)",
+            file=sys.stderr,
+        )
 
     # ---- final model (HF folder) and summary
     summary = {}
+    full_state = _full_state(raw_model, optimizer)[0] if mode == "fsdp" else None  # a collective: every rank
     if master:
-        raw_model.save_pretrained(out / "model")
+        raw_model.save_pretrained(out / "model", **({"state_dict": full_state} if full_state is not None else {}))
         hf_tokenizer(cfg.tokenizer).save_pretrained(out / "model")
         records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
         vals = [r["val_loss"] for r in records if "val_loss" in r]
+        shared_records = [r for r in records if "val_loss_shared" in r]
         summary = {
             "steps": total_steps,
             "tokens_trained": total_steps * cfg.batch_size * context,
             "final_loss": records[-1]["loss"] if records else None,
             "final_val_loss": vals[-1] if vals else None,
+            "val_loss_shared": shared_records[-1]["val_loss_shared"] if shared_records else None,
+            "val_loss_shared_parts": shared_records[-1]["val_loss_shared_parts"] if shared_records else None,
+            # this process's steps (a resumed run measures the steps after the resume)
+            "tokens_per_s": round(run_tokens_per_s, 1) if run_tokens_per_s else None,
+            "mfu": round(run_mfu, 4) if run_mfu else None,
+            "flops_per_token": flops,
+            # the same with the output projection counted (nanoGPT's convention; see model.output_layer_flops)
+            "mfu_with_output_layer": round(run_mfu * (flops + output_layer_flops(mcfg)) / flops, 4)
+            if run_mfu
+            else None,
+            "peak_flops_per_device": peak,
+            "parallel": mode,
+            "compiled": use_compile(cfg.compile, device),
             "parameters": params,
             "model": mcfg.to_dict(),
             "train": asdict(cfg),
@@ -257,12 +398,19 @@ def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
+def _full_state(model, optimizer) -> tuple[dict, dict]:
+    """FSDP: the whole model and optimiser state gathered from the shards, on the CPU (keyed by parameter name)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _save_checkpoint(path: Path, model_state: dict, optimizer_state: dict, step: int, cfg: TrainConfig) -> None:
     """`ckpt.pt`: what `torch.load(weights_only=True)` reads (state dicts and the step that pairs it with its JSON);
     `ckpt.json`: the step and the config. Each write is atomic (a kill mid-write leaves the previous file intact);
     the weights go first, so a kill between the two leaves the JSON one checkpoint behind, never ahead."""
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+        torch.save({"model": model_state, "optimizer": optimizer_state, "step": step}, tmp)
     write_json(path.with_suffix(".json"), {"step": step, "weights": path.name, "config": asdict(cfg)})
 
 
@@ -318,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"winnow.proxy.train: {e}", file=sys.stderr)
         return e.exit_code
     if summary:
-        print(json.dumps({k: summary[k] for k in ("steps", "tokens_trained", "final_val_loss")}), file=sys.stderr)
+        keys = ("steps", "tokens_trained", "final_val_loss", "val_loss_shared", "tokens_per_s", "mfu")
+        print(json.dumps({k: summary[k] for k in keys}), file=sys.stderr)
     return 0
 
 

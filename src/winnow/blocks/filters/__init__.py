@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from winnow.blocks.filters.c4 import C4Quality
+from winnow.blocks.filters.decontamination import DecontaminationFilter, normalize_words
 from winnow.blocks.filters.fineweb import FineWebQuality
 from winnow.blocks.filters.gopher import GopherQuality, GopherRepetition
 from winnow.blocks.filters.language import FastTextLanguageFilter, LanguagePrescreen, lid176_path
@@ -166,6 +167,8 @@ def _type_name(annotation: Any) -> str:
 
 __all__ = [
     "C4Quality",
+    "DecontaminationFilter",  # not in FILTERS: it needs benchmark items (the decontaminate stage builds it)
+    "normalize_words",
     "FineWebQuality",
     "GopherQuality",
     "GopherRepetition",

@@ -44,8 +44,9 @@ class EduScorer(PipelineStep):
     """Batches documents through a saved classifier (a `winnow classifier` folder).
 
     `load_classifier(folder, device, batch_size)` returns an object whose `predict(texts)` gives one float per
-    text (winnow's is `winnow.classifiers.saved.EduClassifier.load`); it is passed in so that this block depends on
-    nothing but datatrove and can score with anyone's model.
+    text (winnow's is `winnow.classifiers.saved.load_classifier`: winnow's own format or a Hugging Face
+    sequence-classification folder); it is passed in so that this block depends on nothing but datatrove and can
+    score with anyone's model.
     """
 
     name = "EduScorer"

@@ -1,5 +1,6 @@
 """The ablation comparison (winnow.proxy.report) of the config's ablations: the whole-run report's Ablations
-section, also written alone to <output_dir>/report/ablations/."""
+section, also written alone to <output_dir>/report/ablations/ (report.md, index.html, loss_curves.png and
+decisions.json: every pair of ablations decided per metric with winnow.proxy.compare's paired bootstrap)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,12 @@ Every section reads what its stage left in the run folder and says "not run" whe
   - Deduplication: clusters, the cluster-size histogram and one near-duplicate pair (removed + kept).
   - Annotation and classifier: the label histogram, F1@3 and the confusion matrix, the score histogram
     over the corpus and the documents per threshold subset.
-  - Ablations: the proxy comparison of winnow.pipelines.report.ablations (tokens, loss curves, benchmarks, ranking with
-    noise bands), written to report/ablations/ and included here.
+  - Decontamination: documents removed from each subset for sharing an n-gram with a benchmark item, per task.
+  - Synthetic data (optional synthesize stage): generations per topic / format / audience, diversity, removals and
+    examples, from report/synthesis.py.
+  - Ablations: the proxy comparison of winnow.pipelines.report.ablations (tokens, loss curves, both validation losses,
+    benchmarks with continuous metrics, ranking with noise bands, pairwise decisions with 95 % intervals from
+    winnow.proxy.compare), written to report/ablations/ and included here.
   - The run: wall time per stage (timings.json), the exact config, package versions.
 
 What is read from the run folder, and how, is in report/data.py; the page is report/page.py.
@@ -40,6 +44,7 @@ from winnow.pipelines.report.data import (
     stale_stages,
 )
 from winnow.pipelines.report.page import markdown_to_html
+from winnow.pipelines.report.synthesis import synthesis_section
 from winnow.pipelines.summary import check_invariant, total
 
 PACKAGES = [
@@ -299,6 +304,44 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
         report.add("")
 
 
+def decontamination_section(report: Report, cfg: RunConfig) -> None:
+    """Documents removed from each subset for sharing an n-gram with a benchmark item, per source and per task."""
+    report.add("## Decontamination", "")
+    summary = read_json(cfg.stage_dir("decontaminate") / "summary.json")
+    if summary is None:
+        report.add(not_run("decontaminate", cfg), "")
+        return
+    index = summary["index"]
+    report.add(
+        f"Documents sharing a {index['n']}-gram (normalised as GPT-3 / lm-eval: lowercase, no punctuation) with an "
+        f"item of {', '.join(index['tasks'])} are removed: {sum(index['items'].values()):,} items, "
+        f"{index['ngrams']:,} distinct n-grams; {sum(index['skipped_short_items'].values()):,} items under "
+        f"{index['min_words']} words not indexed. Removed documents: `decontaminate/<source>/removed/contaminated/`.",
+        "",
+        "| source | read | removed | kept | tokens removed |",
+        "|---|---:|---:|---:|---:|",
+    )
+    for name, s in summary["sources"].items():
+        report.add(
+            f"| `decontaminate/{name}/` | {s['read']:,} | {total(s['removed']):,} | {s['kept']:,} | "
+            f"{s.get('tokens_removed', 0):,} |"
+        )
+    tasks = sorted({t for s in summary["sources"].values() for t in s["removed"].get("contaminated", {})})
+    if tasks:
+        report.add(
+            "",
+            "| source | " + " | ".join(tasks) + " |",
+            "|---|" + "---:|" * len(tasks),
+            *[
+                f"| `{name}` | " + " | ".join(f"{s['removed']['contaminated'].get(t, 0):,}" for t in tasks) + " |"
+                for name, s in summary["sources"].items()
+            ],
+        )
+    else:
+        report.add("", "No document shares an n-gram with a benchmark item.")
+    report.add("")
+
+
 def ablation_section(report: Report, cfg: RunConfig) -> None:
     """The ablation comparison (report/ablations.py), written to report/ablations/ and included with its headings
     one level down and its configuration block left to this report's own."""
@@ -429,6 +472,8 @@ SECTIONS = [
     ("Funnel", funnel_section),
     ("Deduplication", dedup_section),
     ("Annotation and classifier", classifier_section),
+    ("Decontamination", decontamination_section),
+    ("Synthetic data", synthesis_section),
     ("Ablations", ablation_section),
     ("The run", run_section),
 ]

@@ -171,14 +171,28 @@ def build_annotator(settings: dict, base_url: str, model: str, label: str | None
 
 @contextlib.contextmanager
 def annotator_session(settings: dict):
-    """Per task: the annotator, and for `kind: local` the embedded server it talks to (stopped at the end)."""
+    """Per task: the annotator, and for `kind: local` the embedded server it talks to (stopped at the end).
+    For `kind: server` the server is datatrove's (AnnotationRunner._init_server): the annotator learns its address
+    once it is ready (`attach_server`)."""
     a = AnnotatorConfig.model_validate(settings["annotator"])
+    if a.kind == "server":
+        yield {"annotator": build_annotator(settings, "http://not-started-yet", served_model(a))}
+        return
     if a.kind == "endpoint":
         annotator = build_annotator(settings, a.base_url, a.model)
         annotator.check()
         yield {"annotator": annotator}
         return
-    server_dir = Path(settings["stage_dir"]) / "logs" / "server"
+    with embedded_server(a, settings["stage_dir"]) as server:
+        annotator = build_annotator(settings, server.base_url, server.model, label=f"{GGUF_FILE} (embedded)")
+        annotator.check()
+        yield {"annotator": annotator}
+
+
+@contextlib.contextmanager
+def embedded_server(a: AnnotatorConfig, stage_dir: str | Path):
+    """The task's own embedded server (`kind: local`), its log and pid file in <stage>/logs/server/."""
+    server_dir = Path(stage_dir) / "logs" / "server"
     server = LocalServer(
         ensure_model_dir(a.model_dir),
         threads=a.threads,
@@ -187,12 +201,12 @@ def annotator_session(settings: dict):
         pid_path=server_dir / f"server_{os.getpid()}.pid",
     )
     with server:
-        annotator = build_annotator(settings, server.base_url, server.model, label=f"{GGUF_FILE} (embedded)")
-        annotator.check()
-        yield {"annotator": annotator}
+        yield server
 
 
-async def rollout(document, generate, annotator):
+async def rollout(document, generate, annotator, server=None):
+    if server is not None:
+        await attach_server(annotator, server)
     record = await annotate_document(document, generate, annotator)
     return record | {"model": annotator.label, "prompt_version": annotator.prompt.version, "mode": annotator.mode}
 
@@ -269,14 +283,48 @@ class NoServer(InferenceServer):
         return True
 
 
+# `annotator.server_type` → datatrove's server: vLLM and SGLang as datatrove starts them (`vllm serve PATH`,
+# `python -m sglang.launch_server`, with tp/dp/pp turned into their flags); the embedded model through its
+# CustomServer, which runs winnow.classifiers.serve_embedded.
+DATATROVE_SERVER = {"vllm": "vllm", "sglang": "sglang", "embedded": "custom"}
+SERVER_MODULES = {"vllm": "vllm", "sglang": "sglang"}
+
+
+def served_model(a: AnnotatorConfig) -> str:
+    """The model name a server started from a path serves (vLLM, SGLang and `transformers serve` use the path)."""
+    if a.server_type == "embedded":
+        return str(ensure_model_dir(a.model_dir))
+    return a.model
+
+
+async def attach_server(annotator, server: InferenceServer) -> None:
+    """Wait until the task's server is ready (every rollout waits on the same start), then point the annotator at it.
+    A server that cannot start fails the task (ServerError), not each document: nothing was asked."""
+    if annotator.root == "http://not-started-yet":
+        # datatrove keeps readiness in a future it awaits in make_request; we send our own requests (deadlines,
+        # reply caps, retries of winnow.classifiers.annotators), so we await the same future.
+        await server._server_ready
+        annotator.point_at(server.get_base_url())
+
+
 class AnnotationRunner(InferenceRunner):
-    """datatrove's InferenceRunner (document loop, concurrency, checkpoints, resume) with the rollout doing the
-    requests (winnow.classifiers.annotators.annotate_document)."""
+    """datatrove's InferenceRunner (document loop, concurrency, checkpoints, resume, and for `kind: server` the
+    server's start, health watch and stop) with the rollout doing the requests
+    (winnow.classifiers.annotators.annotate_document)."""
 
     name = "LLM annotation"
 
     def _init_server(self, rank: int) -> InferenceServer:
-        return NoServer(self.config, rank)
+        if self.config.server_type == "endpoint":
+            self.server = None
+            return NoServer(self.config, rank)
+        self.server = super()._init_server(rank)
+        return self.server
+
+    @contextlib.contextmanager
+    def get_shared_context_cm(self):
+        with super().get_shared_context_cm() as context:
+            yield dict(context, server=getattr(self, "server", None))
 
 
 def build_runner(cfg: RunConfig, stage_dir: Path) -> AnnotationRunner:
@@ -290,16 +338,40 @@ def build_runner(cfg: RunConfig, stage_dir: Path) -> AnnotationRunner:
         "stage_dir": str(stage_dir),
     }
     concurrency = a.resolved_concurrency()
-    config = InferenceConfig(
-        server_type="endpoint",
-        model_name_or_path=a.model or "embedded",
-        endpoint_url=a.base_url or "local",
+    common = dict(
         rollouts_per_document=a.samples,
         max_concurrent_generations=concurrency * a.samples,
         max_concurrent_documents=concurrency,
         metric_interval=300,
-        server_ready_max_attempts=1,
     )
+    if a.kind == "server":
+        kwargs = dict(a.server_args)
+        if a.server_type == "embedded":
+            import winnow.classifiers.serve_embedded as script
+
+            kwargs |= {"server_script": script.__file__, "model-dir": served_model(a), "threads": a.threads}
+        delay = 2.0
+        config = InferenceConfig(
+            server_type=DATATROVE_SERVER[a.server_type],
+            model_name_or_path=served_model(a),
+            model_max_context=a.max_context,
+            tp=a.tp,
+            dp=a.dp,
+            pp=a.pp,
+            model_kwargs=kwargs,
+            server_log_folder=str(stage_dir / "logs" / "server"),
+            server_ready_max_attempts=max(1, int(a.startup_timeout_s / delay)),
+            server_ready_delay_sec=delay,
+            **common,
+        )
+    else:
+        config = InferenceConfig(
+            server_type="endpoint",
+            model_name_or_path=a.model or "embedded",
+            endpoint_url=a.base_url or "local",
+            server_ready_max_attempts=1,
+            **common,
+        )
     writer = ParquetWriter(
         str(stage_dir),
         output_filename="${rank}_${chunk_index}.parquet",
@@ -411,6 +483,29 @@ def check_endpoint(cfg: RunConfig) -> None:
     build_annotator(settings, a.base_url, a.model).check()
 
 
+def check_server(cfg: RunConfig) -> None:
+    """`kind: server`: the model folder and the server's package are on this node (inside the job on Slurm, where
+    the stage runs after its upstream)."""
+    a = cfg.annotator
+    if a.kind != "server":
+        return
+    if a.server_type in SERVER_MODULES:
+        import importlib.util
+
+        if not a.model:
+            raise ConfigError(f"{cfg.source_file}: annotator.kind server needs annotator.model, the model folder")
+        if not Path(a.model).is_dir():
+            raise ConfigError(
+                f"{cfg.source_file}: annotator.model {a.model}: no such model folder on this node (kind server starts "
+                f"{a.server_type} from a local path; download the model first)"
+            )
+        if importlib.util.find_spec(SERVER_MODULES[a.server_type]) is None:
+            raise ConfigError(
+                f"{cfg.source_file}: annotator.server_type {a.server_type}: the {a.server_type} package is not "
+                f"installed in this environment (install it where the annotate job runs)"
+            )
+
+
 def run(cfg: RunConfig, args=None) -> int:
     offline_environment()
     try:
@@ -421,7 +516,8 @@ def run(cfg: RunConfig, args=None) -> int:
         check_endpoint(cfg)
     except AnnotatorUnavailable as e:
         raise ConfigError(f"{cfg.source_file}: annotator: {e}") from None
-    if cfg.annotator.kind == "local":
+    check_server(cfg)
+    if cfg.annotator.kind == "local" or (cfg.annotator.kind == "server" and cfg.annotator.server_type == "embedded"):
         ensure_model_dir(cfg.annotator.model_dir)  # convert once here, not in every task
     stage_dir = annotations_dir(cfg)
     sample = write_sample(cfg)

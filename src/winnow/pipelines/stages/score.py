@@ -4,6 +4,8 @@ With a config: reads the run's latest of `<output_dir>/dedup/` or `base/` (or `s
 `<output_dir>/score/*.parquet` (the input's columns + score, int_score), documents it cannot score to
 `score/removed/unscorable/` (with `filter_reason`), summary.json and score_histogram.png.
 Without one: `winnow score --classifier DIR --input FILES... --output DIR` scores any JSONL/Parquet files.
+The classifier is a `winnow classifier` folder or a Hugging Face sequence-classification folder (the released
+FineWeb-Edu classifier's format; winnow.classifiers.saved.load_classifier tells them apart).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import sys
 from pathlib import Path
 
 from winnow.blocks.scorers import EduScorer
-from winnow.classifiers.saved import EduClassifier
+from winnow.classifiers.hf_format import fingerprint as hf_fingerprint
+from winnow.classifiers.hf_format import is_hf_config, read_config
+from winnow.classifiers.saved import check_classifier, load_classifier
 from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
@@ -66,7 +70,7 @@ def scoring_steps(
         prefix = "" if len(readers) == 1 else f"{name}-"
         scorer = EduScorer(
             classifier,
-            EduClassifier.load,
+            load_classifier,
             batch_size=cfg.score.batch_size,
             device=cfg.score.device,
             threads=threads,
@@ -111,9 +115,12 @@ def finalize(stage_dir: str, step_names: list[str], classifier: str, config_file
 
 
 def classifier_fingerprint(classifier: str) -> str:
-    """SHA-256 of the saved classifier's config.json (training-data hash, calibration, hyperparameters)."""
+    """SHA-256 of the saved classifier's config.json (training-data hash, calibration, hyperparameters); for a Hugging
+    Face folder, of config.json and the weights (a fine-tuned copy keeps the same config)."""
     import hashlib
 
+    if is_hf_config(read_config(classifier)):
+        return hf_fingerprint(classifier)
     return hashlib.sha256((Path(classifier) / "config.json").read_bytes()).hexdigest()
 
 
@@ -208,6 +215,10 @@ def run(cfg: RunConfig | None, args) -> int:
         ]
     if not (Path(classifier) / "config.json").exists():
         raise ConfigError(f"no saved classifier at {classifier}; run `winnow classifier` or pass --classifier")
+    try:
+        check_classifier(classifier)
+    except ValueError as e:
+        raise ConfigError(f"score.classifier / --classifier: {e}") from None
     classifier = str(Path(classifier).resolve())
     _refuse_mixing_classifiers(out, classifier)
     schema = None if args.input else score_schema(source)
