@@ -341,12 +341,11 @@ def evaluate_one(acfg: AblateConfig, seed_dir: Path) -> dict:
 def _held_out_documents(cfg: RunConfig, name: str) -> int:
     """Documents the tokenize step left out because they are in the shared validation set (its datatrove stats)."""
     from winnow.pipelines.execution import logging_dir
+    from winnow.pipelines.summary import step_counters
 
-    total = 0
-    for path in (Path(logging_dir(cfg, f"{STAGE}/{name}", "tokenize")) / "stats").glob("*.json"):
-        for step in json.loads(path.read_text()):
-            total += step.get("stats", {}).get("held_out_for_validation", {}).get("total", 0)
-    return total
+    # step_counters reads the per-task stats, whose counters are {"total": n} locally and plain numbers on Slurm
+    counters = step_counters(logging_dir(cfg, f"{STAGE}/{name}", "tokenize"))
+    return sum(counter.get("held_out_for_validation", 0) for _, counter in counters)
 
 
 def _write_ablation_summary(
