@@ -33,7 +33,22 @@ def test_minilm_head_ranks_held_out_documents(small_run):
     assert abs(len(train_set) - 200) <= 3 and abs(len(val_set) - 150) <= 3  # stratified rounding
     metrics = evaluate(classifier.predict(val_set.texts, cache=cache), val_set.scores)
     assert metrics["spearman"] > 0.25, metrics  # 150 documents: rho > 0.25 has p < 0.002
-    assert 1 <= record["best_epoch"] <= 20  # the epoch with the best dev macro-F1 was kept
+    # the ridge penalty was chosen among all candidates on the same folds, and the saved model says which
+    names = [row["candidate"] for row in record["selection"]]
+    assert names == [f"ridge alpha={a:g}" for a in TrainSettings.alphas] + [f"sgd epochs={record['best_epoch']}"]
+    assert classifier.config["head"] == record["chosen"] in {row["candidate"] for row in record["selection"]}
+
+
+def test_fineweb_edu_sgd_head_keeps_its_best_epoch(small_run):
+    """head: linear — FineWeb-Edu's recipe (20 epochs of AdamW, the epoch with the best dev macro-F1 kept)."""
+    classifier, _, train_set, val_set, cache = small_run
+    settings = TrainSettings(
+        backbone="embed", head="linear", max_tokens=128, cache_dir=str(cache.folder.parent), calibration_folds=3
+    )
+    linear, record = train(train_set, settings)
+    assert 1 <= record["best_epoch"] <= 20
+    metrics = evaluate(linear.predict(val_set.texts, cache=cache), val_set.scores)
+    assert metrics["spearman"] > 0.25, metrics
 
 
 def test_embeddings_are_cached_so_retraining_does_not_encode(small_run):

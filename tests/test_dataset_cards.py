@@ -185,6 +185,7 @@ def edu_run(shared_data, tmp_path_factory) -> Path:
             "eval_labels": str(labels / "val.jsonl.gz"),
             "learning_curve": [1.0],
             "calibration_folds": 3,
+            "cv_folds": 2,
         },
     )
     with gzip.open(labels / "val.jsonl.gz", "rt") as f:

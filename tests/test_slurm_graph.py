@@ -59,6 +59,7 @@ def config(root: Path, shared_data: Path, kind: str) -> Path:
             "eval_labels": str(labels / "val.jsonl.gz"),
             "learning_curve": [1.0],
             "calibration_folds": 2,
+            "cv_folds": 2,
         },
         "subsets": {"thresholds": [1, 2]},
         "ablate": {

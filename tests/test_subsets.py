@@ -48,6 +48,7 @@ def run(shared_data, tmp_path_factory):
             "eval_labels": str(labels / "val.jsonl.gz"),
             "learning_curve": [1.0],
             "calibration_folds": 3,
+            "cv_folds": 2,
         },
         "subsets": {"thresholds": [2, 3, 4]},
     }

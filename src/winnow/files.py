@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +37,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
     """JSON with a final newline; values JSON cannot hold (paths, dates) are written as strings."""
     return write_text(path, json.dumps(data, indent=indent, default=str) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> Path:
+    """One JSON object per line, written atomically like write_json."""
+    return write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))

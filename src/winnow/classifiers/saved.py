@@ -8,7 +8,8 @@ classifier/
 ```
 `EduClassifier.predict(texts)` returns calibrated float scores on the 0–5 scale; `int_scores` rounds and
 clamps them the way FineWeb-Edu does. `load_classifier(folder)` is what the score stage calls: it also takes a Hugging
-Face sequence-classification folder (the released FineWeb-Edu classifier's format, classifiers/hf_format.py).
+Face sequence-classification folder (the released FineWeb-Edu classifier's format, classifiers/hf_format.py) and a
+distilled static-embedding student (`winnow distill`, classifiers/static.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from winnow.classifiers.hf_format import HFSequenceClassifier, is_hf_config, rea
 from winnow.classifiers.hf_format import check_config as check_hf_config
 from winnow.classifiers.labels import MAX_SCORE
 from winnow.classifiers.model import FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder
+from winnow.classifiers.static import FORMAT as STATIC_FORMAT
+from winnow.classifiers.static import StaticScorer
 from winnow.files import write_json
 
 FORMAT = "winnow-edu-classifier/1"
@@ -46,7 +49,7 @@ def check_classifier(folder: str | Path) -> None:
     """Raise ValueError (naming the folder and the problem) unless `load_classifier` can score with `folder`;
     reads config.json only, so a stage can refuse a wrong folder before any task starts."""
     config = read_config(folder)
-    if config.get("format") == FORMAT:
+    if config.get("format") in (FORMAT, STATIC_FORMAT):
         return
     if not is_hf_config(config):
         raise ValueError(
@@ -63,6 +66,8 @@ def load_classifier(folder: str | Path, device: str = "cpu", batch_size: int | N
     check_classifier(folder)
     if read_config(folder).get("format") == FORMAT:
         return EduClassifier.load(folder, device=device, batch_size=batch_size)
+    if read_config(folder).get("format") == STATIC_FORMAT:  # a distilled student (`winnow distill`): CPU only
+        return StaticScorer.load(folder)
     return HFSequenceClassifier.load(folder, device=resolve_device(device), batch_size=batch_size)
 
 

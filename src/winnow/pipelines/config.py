@@ -273,19 +273,25 @@ class FastTextConfig(Section):
 class ClassifierConfig(Section):
     backbone: Literal["embed", "fasttext"] = "embed"
     labels: str | None = None  # JSONL/Parquet file, glob or folder; default: <output_dir>/annotations
-    eval_labels: str | None = None  # held-out labels; default: a stratified 20 % of `labels`
+    eval_labels: str | None = None  # a separate held-out set, scored too; the headline is k-fold CV without it
     text_key: str = "text"
     score_key: str = "scores.score"  # dotted for nested fields; falls back to `score`
     id_key: str = "id"
     output: str | None = None  # default: <output_dir>/classifier
     seed: Seed = 0
     calibrate: bool = True  # fit integer-boundary cuts on out-of-fold training scores
-    calibration_folds: int = Field(5, ge=2)
+    calibration_folds: int = Field(5, ge=2)  # inner folds: model selection and calibration, on training labels only
+    cv_folds: int = Field(5, ge=2)  # outer folds: the cross-validated evaluation of the whole recipe
     # shares of the training labels, each in (0, 1]
     learning_curve: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
     # embed backbone (FineWeb-Edu: frozen encoder + linear regression head, lr 3e-4, 20 epochs, best macro-F1)
     encoder: str = "all-MiniLM-L6-v2"  # the packaged MiniLM, or a local HF / sentence-transformers folder
     max_tokens: int = Field(256, ge=8)
+    # auto: the best by out-of-fold F1@3 of ridge (each alpha) and FineWeb-Edu's SGD head; or only one of them
+    head: Literal["auto", "ridge", "linear"] = "auto"
+    alphas: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [1.0, 10.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0], min_length=1
+    )
     learning_rate: float = Field(3e-4, gt=0)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -297,8 +303,30 @@ class ClassifierConfig(Section):
     balance: Literal["oversample", "none"] = "oversample"
 
 
+class DistillConfig(Section):
+    """`winnow distill`: a static-embedding student trained on the teacher classifier's scores over an unlabelled pool
+    (classifiers/distill.py). Point `score.classifier` at `<output_dir>/distill` to score with it."""
+
+    teacher: str | None = None  # a classifier folder; default: <output_dir>/classifier
+    # "run" = the run's documents (the score stage's default source: the latest of dedup/, base/); any other entry is a
+    # JSONL/Parquet file, glob or folder
+    pool: list[str] = Field(default_factory=lambda: ["run"])
+    text_key: str = "text"
+    max_documents: int | None = Field(None, ge=10)  # a seeded sample of the pool; default: all of it
+    holdout: float = Field(0.2, gt=0, lt=1)  # share of the pool kept from the student to measure it against the teacher
+    seed: Seed = 0
+    encoder: str | None = None  # where the token vectors come from; default (and for embed teachers): the teacher's
+    dim: int = Field(384, ge=8)  # PCA components per token vector; >= the encoder's width: none (MiniLM: 384)
+    max_tokens: int | None = Field(None, ge=8)  # the student reads a document's first tokens; default: the teacher's
+    prior_tokens: float = Field(10.0, gt=0)  # a token's lone vector counts as this many in-context occurrences
+    # full: a vector for every vocabulary token (~1 CPU-minute for MiniLM); pool: only the tokens the pool uses (small
+    # runs and tests: a token outside the pool then adds nothing to a document's mean)
+    vocabulary: Literal["full", "pool"] = "full"
+    embedding_cache: str | None = None  # teacher embeddings; default: classifier.embedding_cache, else the classifier's
+
+
 class ScoreConfig(Section):
-    classifier: str | None = None  # default: <output_dir>/classifier
+    classifier: str | None = None  # default: <output_dir>/classifier; `<output_dir>/distill` scores with the student
     source: str | None = None  # folder of Parquet documents; default: the latest of <output_dir>/dedup, base
     batch_size: int | None = Field(None, ge=1)  # default: 64 on CPU, 512 on a GPU
     device: str = "auto"  # auto | cpu | cuda
@@ -489,6 +517,7 @@ class RunConfig(Section):
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     subsets: SubsetsConfig = Field(default_factory=SubsetsConfig)
     synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)

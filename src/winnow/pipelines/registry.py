@@ -1,6 +1,6 @@
 """The stage registry: the one ordered list of winnow's stages. Everything that lists stages reads it.
 
-    base → dedup → annotate → classifier → score → subsets → decontaminate → (synthesize) → ablate → report
+    base → dedup → annotate → classifier → (distill) → score → subsets → decontaminate → (synthesize) → ablate → report
 
 A stage's name is its command (`winnow <name>`), its make target (`make <name>`), its folder
 (`<output_dir>/<name>/`) and its key in timings.json. Readers of this list: the CLI (`winnow --help`,
@@ -189,6 +189,16 @@ register(
         settings=("classifier",),  # + the label files (stages/classifier.py: fingerprint_inputs)
         libraries=("torch", "transformers", "fasttext-numpy2-wheel"),
         aliases=("train-classifier",),
+    )
+)
+register(
+    Stage(
+        "distill",
+        "winnow.pipelines.stages.distill",
+        "a fast static-embedding student of the classifier, for CPU scoring (optional; not in the demo)",
+        in_recipe=False,  # scoring the pool with the MiniLM teacher takes minutes of CPU: more than the demo affords
+        settings=("distill", "score.source", "classifier.output"),  # + the pool's files (stages/distill.py)
+        libraries=("torch", "transformers", "tokenizers", "scikit-learn"),
     )
 )
 register(

@@ -260,8 +260,10 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
     else:
         m = ev["metrics"]
         report.add(
-            f"Backbone **{ev['backbone']}**, trained on {ev['train_rows']:,} labels, evaluated on "
-            f"{m['n']:,} held-out labels (`{ev['eval_source']}`).",
+            f"Backbone **{ev['backbone']}**{' (' + ev['head'] + ')' if ev.get('head') else ''}, trained on "
+            f"{ev['train_rows']:,} labels, evaluated by {ev.get('evaluation', 'held-out labels')} on {m['n']:,} labels "
+            f"(`{ev['eval_source']}`)"
+            + (f"; F1@3 95 % interval {m['f1_ci95'][0]:.2f}–{m['f1_ci95'][1]:.2f}." if m.get("f1_ci95") else "."),
             "",
             "| F1 of int_score ≥ 3 | precision | recall | macro-F1 | Spearman | accuracy |",
             "|---:|---:|---:|---:|---:|---:|",

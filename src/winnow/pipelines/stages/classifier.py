@@ -1,9 +1,14 @@
-"""`winnow classifier`: train, evaluate and save the educational-quality classifier.
+"""`winnow classifier`: evaluate the classifier recipe by k-fold cross-validation, then train and save it on all labels.
 
-Reads `classifier.labels` (default: the annotation stage's `<output_dir>/annotations/`), trains the
-configured backbone, evaluates it on `classifier.eval_labels` (default: a stratified 20 % held out of
-the labels), and writes `<output_dir>/classifier/`: the saved model (config.json + weights), eval.json,
-eval.md, confusion_matrix.png, learning_curve.png and summary.json.
+Reads `classifier.labels` (default: the annotation stage's `<output_dir>/annotations/`), then
+1. cross-validates the recipe (classifiers/crossval.py): `cv_folds` folds, each trains the configured backbone on
+   the other folds (model selection and calibration inside, on those folds only) and scores its own; the
+   out-of-fold scores of all labels give F1@3, macro-F1 and Spearman with 95 % intervals — the headline, unless
+   `classifier.eval_labels` names a separate held-out set, which is then scored by the shipped model as well;
+   the learning curve repeats the folds on shares of each training part;
+2. trains the shipped model on every label (the same recipe), and writes `<output_dir>/classifier/`: the saved model
+   (config.json + weights), eval.json, eval.md, oof_scores.jsonl (id, label, out-of-fold score),
+   confusion_matrix.png, learning_curve.png and summary.json.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+from winnow.classifiers.crossval import cross_validate
 from winnow.classifiers.embedding_cache import EmbeddingCache
 from winnow.classifiers.evaluate import evaluate, write_report
 from winnow.classifiers.labels import label_files, load_labels
 from winnow.classifiers.saved import resolve_device
-from winnow.classifiers.train import TrainSettings, _stratified_split, train
+from winnow.classifiers.train import TrainSettings, train
+from winnow.files import write_jsonl
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import offline_environment
 from winnow.pipelines.summary import stage_summary, write_summary
@@ -30,6 +37,8 @@ def settings_from(cfg: RunConfig):
         calibrate=c.calibrate,
         calibration_folds=c.calibration_folds,
         encoder=c.encoder,
+        head=c.head,
+        alphas=tuple(c.alphas),
         max_tokens=c.max_tokens,
         learning_rate=c.learning_rate,
         epochs=c.epochs,
@@ -62,33 +71,29 @@ def _device(device: str) -> str:
 
 
 def load_label_sets(cfg: RunConfig):
-    """(train, eval) label sets; without eval_labels, a stratified 20 % of the labels is held out."""
+    """(labels, held-out labels or None): without eval_labels, cross-validation is the evaluation."""
     c = cfg.classifier
     source = c.labels or str(cfg.stage_dir("annotate"))
     try:
-        train = load_labels(source, c.text_key, c.score_key, c.id_key)
-        if c.eval_labels:
-            return train, load_labels(c.eval_labels, c.text_key, c.score_key, c.id_key)
+        labels = load_labels(source, c.text_key, c.score_key, c.id_key)
+        held_out = load_labels(c.eval_labels, c.text_key, c.score_key, c.id_key) if c.eval_labels else None
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"classifier.labels: {e}") from None
-    fit_rows, held_rows = _stratified_split(train.scores, 0.2, c.seed)
-    held = train.subset(sorted(held_rows))
-    held.source = f"{source} (20 % held out)"
-    fit = train.subset(sorted(fit_rows))
-    fit.skipped = train.skipped
-    return fit, held
+    return labels, held_out
 
 
 def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     """Everything `winnow classifier` does; returns eval.json's content."""
     settings = settings_from(cfg)
+    c = cfg.classifier
     out = output_folder(cfg)
-    train_set, eval_set = load_label_sets(cfg)
+    labels, held_out = load_label_sets(cfg)
     log(
-        f"winnow: classifier: {settings.backbone} on {len(train_set)} labels {train_set.histogram()}, "
-        f"evaluating on {len(eval_set)}"
+        f"winnow: classifier: {settings.backbone} on {len(labels)} labels {labels.histogram()}: "
+        f"{c.cv_folds}-fold cross-validation"
+        + (f", then the model trained on all of them scores {len(held_out)} held-out labels" if held_out else "")
     )
-    classes = [k for k, n in train_set.histogram().items() if n]
+    classes = [k for k, n in labels.histogram().items() if n]
     if len(classes) < 2:
         log(
             f"winnow: classifier: warning: every label is {classes[0]}; the classifier cannot learn to rank "
@@ -100,49 +105,61 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
         else None
     )
 
-    curve, final = [], None
-    for share in sorted(cfg.classifier.learning_curve) or [1.0]:
-        subset = train_set.fraction(share, seed=settings.seed)
-        classifier, record = train(subset, settings)
-        started = time.process_time()
-        metrics = evaluate(classifier.predict(eval_set.texts, cache=cache), eval_set.scores)
-        point = {
-            "share": share,
-            "rows": len(subset),
-            **{k: metrics[k] for k in ("f1", "macro_f1", "spearman")},
-            "train_seconds": round(record["train_seconds"], 2),
-            "eval_cpu_seconds": round(time.process_time() - started, 2),
-        }
-        curve.append(point)
+    started = time.perf_counter()
+    shares = sorted(set(c.learning_curve) | {1.0})
+    cv = cross_validate(labels, settings, k=c.cv_folds, shares=shares, cache=cache, log=log)
+    curve = []
+    for share in shares:
+        m = cv[share]["metrics"]
+        rows = round(sum(r["train_rows"] for r in cv[share]["records"]) / c.cv_folds)
+        curve.append({"share": share, "rows": rows, **{k: m[k] for k in ("f1", "macro_f1", "spearman")}})
         log(
-            f"  {share:.0%} ({len(subset)} labels): F1@3 {metrics['f1']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
-            f"Spearman {metrics['spearman']:.3f}  ({record['train_seconds']:.1f} s)"
+            f"  {share:.0%} of each training part (~{rows} labels): out-of-fold F1@3 {m['f1']:.3f}  "
+            f"macro-F1 {m['macro_f1']:.3f}  Spearman {m['spearman']:.3f}"
         )
-        final = (classifier, record, metrics)
-    if curve[-1]["share"] < 1:
-        classifier, record = train(train_set, settings)
-        final = (classifier, record, evaluate(classifier.predict(eval_set.texts, cache=cache), eval_set.scores))
-    classifier, record, metrics = final
+    cv_seconds = time.perf_counter() - started
+    cv_metrics = cv[1.0]["metrics"]
 
+    classifier, record = train(labels, settings)  # the shipped model: the same recipe on every label
+    held_metrics = evaluate(classifier.predict(held_out.texts, cache=cache), held_out.scores) if held_out else None
+    metrics = held_metrics or cv_metrics
     about = {
         "backbone": settings.backbone,
-        "train_source": train_set.source,
-        "train_rows": len(train_set),
-        "eval_source": eval_set.source,
-        "eval_rows": len(eval_set),
+        "head": classifier.config.get("head"),
+        "train_source": labels.source,
+        "train_rows": len(labels),
+        "evaluation": "held-out labels" if held_out else f"{c.cv_folds}-fold cross-validation (out-of-fold scores)",
+        "eval_source": held_out.source if held_out else f"{labels.source} ({c.cv_folds}-fold cross-validation)",
+        "eval_rows": len(held_out) if held_out else len(labels),
+        "cross_validation": {
+            "folds": c.cv_folds,
+            "metrics": {k: v for k, v in cv_metrics.items() if k not in ("per_class", "confusion")},
+            "per_fold": cv[1.0]["records"],
+            "seconds": round(cv_seconds, 2),
+        },
+        "selection": record.get("selection"),
         "calibration": record["calibration"],
         "best_epoch": record.get("best_epoch"),
         "train_seconds": round(record["train_seconds"], 2),
         "train_cpu_seconds": round(record["train_cpu_seconds"], 2),
     }
-    classifier.save(out, metrics={k: metrics[k] for k in ("n", "f1", "precision", "recall", "macro_f1", "spearman")})
+    saved = {k: metrics[k] for k in ("n", "f1", "precision", "recall", "macro_f1", "spearman")}
+    saved["evaluation"] = about["evaluation"]
+    classifier.save(out, metrics=saved)
+    write_jsonl(
+        out / "oof_scores.jsonl",
+        (
+            {"id": i, "label": int(y), "oof_score": round(float(s), 4)}
+            for i, y, s in zip(labels.ids, labels.scores, cv[1.0]["scores"], strict=True)
+        ),
+    )
     write_report(out, metrics, curve, about)
-    skipped = dict(train_set.skipped)
+    skipped = dict(labels.skipped)
     write_summary(
         out,
         stage_summary(
-            read=len(train_set) + sum(skipped.values()),
-            kept=len(train_set),
+            read=len(labels) + sum(skipped.values()),
+            kept=len(labels),
             removed={"unusable_label": skipped},
             eval={k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")},
         ),
