@@ -2,11 +2,13 @@
 
     make bench-distill      # or: .venv/bin/python benchmarks/bench_distill.py --teacher DIR --student DIR
 
-Both score the same documents, the shared Llama-3 val labels (998; neither the demo teacher, trained on the train
-labels, nor a student distilled on the demo pool saw them): documents per CPU-second on one core (torch and the
-tokenizer single-threaded, model loaded, one warm-up batch not counted) and the ratio; the student's Spearman with the
-teacher; F1@3, macro-F1 and Spearman of each against the Llama-3 labels (winnow.classifiers.evaluate). The teacher's
-encoder outputs come from --cache where present (its speed is measured on --teacher-docs documents encoded afresh).
+Both score the same documents, the shared Llama-3 val labels (998; a student distilled on the demo pool never saw
+them; a teacher trained on all 1,998 labels, the shipped default since cross-validation, did, so its F1 there is
+in-sample: train it on train.jsonl.gz alone, `--set classifier.labels=.../train.jsonl.gz`, for a fair comparison).
+Reported: documents per CPU-second on one core (torch and the tokenizer single-threaded, model loaded, one warm-up
+batch not counted) and the ratio; the student's Spearman with the teacher; F1@3, macro-F1 and Spearman of each
+against the Llama-3 labels (winnow.classifiers.evaluate). The teacher's encoder outputs come from --cache where
+present (its speed is measured on --teacher-docs documents encoded afresh).
 """
 
 from __future__ import annotations

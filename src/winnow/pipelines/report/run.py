@@ -275,6 +275,19 @@ def classifier_section(report: Report, cfg: RunConfig) -> None:
         )
         if (clf_dir / "confusion_matrix.png").is_file():
             report.image(clf_dir / "confusion_matrix.png", "confusion_matrix.png", "confusion matrix")
+    report.add("### Distilled student (optional)", "")
+    student = read_json(cfg.stage_dir("distill") / "eval.json")
+    if student is None or not (cfg.stage_dir("distill") / "summary.json").is_file():
+        report.add(not_run("distill", cfg), "")
+    else:
+        held = student["holdout"]
+        report.add(
+            f"A static-embedding student of the classifier, fit to its scores on {student['fit_documents']:,} pool "
+            f"documents: Spearman **{held['spearman']:.3f}** with the teacher on {held['n']:,} held-out pool "
+            f"documents (int_score ≥ 3 agreement {held['educational_agreement']:.1%}), "
+            f"{student['student_docs_per_cpu_second']:,.0f} documents per CPU-second.",
+            "",
+        )
     report.add("### Scores over the corpus", "")
     scored = read_json(cfg.stage_dir("score") / "summary.json")
     if scored is None:
