@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from winnow.classifiers.crossval import cross_validate  # noqa: E402
 from winnow.classifiers.embedding_cache import EmbeddingCache  # noqa: E402
 from winnow.classifiers.labels import load_labels  # noqa: E402
-from winnow.classifiers.model import MPNET  # noqa: E402
+from winnow.classifiers.model import MPNET, encoder_path  # noqa: E402
 from winnow.classifiers.train import TrainSettings, cpu_seconds, train  # noqa: E402
 
 LABELS = SHARED_DATA / "annotations" / "fineweb-edu-llama3"
@@ -72,19 +72,14 @@ def main() -> int:
     results = json.loads(output.read_text()) if output.is_file() else {}  # a partial re-run updates its rows
     for name in args.backbones:
         settings = TrainSettings(**BACKBONES[name], cache_dir=args.cache)
-        try:
-            cache = (
-                EmbeddingCache(args.cache, settings.encoder, settings.max_tokens)
-                if settings.backbone == "embed"
-                else None
-            )
-            if cache is not None:
-                from winnow.classifiers.model import encoder_path
-
+        cache = None
+        if settings.backbone == "embed":
+            try:
                 encoder_path(settings.encoder)  # fails here, with the install hint, when the wheels are missing
-        except FileNotFoundError as e:
-            print(f"{name}: skipped ({e})")
-            continue
+            except FileNotFoundError as e:
+                print(f"{name}: skipped ({e})")
+                continue
+            cache = EmbeddingCache(args.cache, settings.encoder, settings.max_tokens)
         print(f"{name}: {args.folds}-fold cross-validation on {len(labels)} labels ...", flush=True)
         classifier, _ = train(labels.subset(range(200)), settings)  # a model to time scoring with (quality: below)
         docs_per_cpu_s = scoring_speed(classifier, speed_texts)  # predict without a cache: encodes for real

@@ -31,6 +31,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from winnow.classifiers.embedding_cache import EmbeddingCache
+from winnow.classifiers.evaluate import EDUCATIONAL
 from winnow.classifiers.labels import LabelSet
 from winnow.classifiers.model import (
     DEFAULT_ENCODER,
@@ -214,8 +215,6 @@ def out_of_fold(n_rows: int, y: np.ndarray, s: TrainSettings, fit_and_score) -> 
 
 def calibrated_f1(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(F1@3, macro-F1) of out-of-fold raw scores once calibrated on themselves: what model selection compares."""
-    from winnow.classifiers.evaluate import EDUCATIONAL
-
     predicted = int_scores(ScoreCalibration.fit(raw, y)(raw))
     f1 = f1_score(y >= EDUCATIONAL, predicted >= EDUCATIONAL, zero_division=0)
     return float(f1), float(f1_score(y, predicted, average="macro", zero_division=0))

@@ -307,31 +307,9 @@ def evaluate_with_samples(
     return results, samples
 
 
-def evaluate(
-    model,
-    tokenizer,
-    tasks: list[str],
-    limit: int | None = None,
-    seed: int = 1234,
-    batch_size: int = 16,
-    benchmarks_dir: str | Path | None = None,
-    show_progress: bool = True,
-    wikitext_articles: int | None = -1,
-    limit_mode: str = "sample",
-) -> dict:
-    """{task: {"acc", "acc_norm", ..., "n"}}: `evaluate_with_samples` without the per-item records."""
-    return evaluate_with_samples(
-        model,
-        tokenizer,
-        tasks,
-        limit,
-        seed,
-        batch_size,
-        benchmarks_dir,
-        show_progress,
-        wikitext_articles,
-        limit_mode,
-    )[0]
+def evaluate(model, tokenizer, tasks: list[str], **options) -> dict:
+    """{task: {"acc", "acc_norm", ..., "n"}}: `evaluate_with_samples` (same options) without the per-item records."""
+    return evaluate_with_samples(model, tokenizer, tasks, **options)[0]
 
 
 # ---- lm-eval-shaped outputs ------------------------------------------------------------------------------

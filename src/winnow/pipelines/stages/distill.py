@@ -18,11 +18,9 @@ distill/
 
 from __future__ import annotations
 
-import glob
 import gzip
 import hashlib
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 from winnow.classifiers.distill import DistillSettings, distill
 from winnow.classifiers.embedding_cache import EmbeddingCache
 from winnow.classifiers.hf_format import read_config
+from winnow.classifiers.labels import label_files
 from winnow.classifiers.model import DEFAULT_ENCODER
 from winnow.classifiers.saved import EduClassifier, check_classifier, load_classifier
 from winnow.classifiers.static import FORMAT as STATIC_FORMAT
@@ -56,13 +55,11 @@ def pool_files(cfg: RunConfig) -> list[str]:
             source = cfg.documents_source(cfg.score.source, "score.source", "distill")
             files += sorted(str(p) for p in source.glob("*.parquet"))
             continue
-        if os.path.isdir(entry):
-            found = [p for ext in ("*.parquet", "*.jsonl", "*.jsonl.gz") for p in glob.glob(os.path.join(entry, ext))]
-        else:
-            found = [p for p in glob.glob(entry) if os.path.isfile(p)]
-        if not found:
-            raise ConfigError(f"{cfg.source_file}: distill.pool: {entry!r} matches no JSONL/Parquet file")
-        files += sorted(found)
+        try:
+            found = label_files(entry)  # the classifier's reader of a file, glob or folder of JSONL/Parquet
+        except FileNotFoundError:
+            raise ConfigError(f"{cfg.source_file}: distill.pool: {entry!r} matches no JSONL/Parquet file") from None
+        files += found
     return list(dict.fromkeys(files))
 
 
