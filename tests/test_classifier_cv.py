@@ -113,3 +113,37 @@ def test_separate_held_out_labels_are_scored_by_the_shipped_model(tmp_path, labe
     assert report["evaluation"] == "held-out labels"
     assert report["metrics"]["n"] == len(held)
     assert report["cross_validation"]["metrics"]["n"] == len(labels)  # still reported beside it
+
+
+def test_extra_labels_train_every_fold_and_are_never_scored(tmp_path, labels, shared_data):
+    """classifier.extra_labels: the real Llama-3.3 annotations (a CSV, flat `score`) join every fit; the figures and
+    oof_scores.jsonl stay those of `labels`; an extra document that is also a label is left out, counted."""
+    csv_path = shared_data / "annotations" / "llama33-reasoning" / "training_data.csv.gz"
+    extra = load_labels(csv_path, score_key="score")
+    assert len(extra) == 150 and extra.histogram() == {0: 0, 1: 0, 2: 16, 3: 39, 4: 77, 5: 18}
+    # one label document is also an extra one (with another score): it must not be trained on, then scored
+    overlap = tmp_path / "overlap.jsonl"
+    overlap.write_text(json.dumps({"text": labels.texts[0], "score": 5}) + "\n")
+    label_file = _write_labels(labels, tmp_path / "labels.jsonl")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    plain = classifier_stage.train_and_evaluate(_config(tmp_path / "a", label_file), log=lambda *_: None)
+    cfg = _config(tmp_path / "b", label_file, extra_labels=[{"path": str(csv_path)}, {"path": str(overlap)}])
+    report = classifier_stage.train_and_evaluate(cfg, log=lambda *_: None)
+    out = tmp_path / "b" / "run" / "classifier"
+
+    assert report["metrics"]["n"] == len(labels) and report["train_rows"] == len(labels)
+    assert report["extra_labels"]["rows"] == 150 and report["extra_labels"]["skipped"] == {"also_in_labels": 1}
+    oof = [json.loads(line) for line in (out / "oof_scores.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in oof] == labels.ids  # scored: the labels, each once; never an extra document
+    assert "also trained on 150 training-only labels" in (out / "eval.md").read_text()
+    model = json.loads((out / "config.json").read_text())
+    assert model["training_data"]["extra"]["sha256"] == report["extra_labels"]["sha256"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kept"] == len(labels) + 150 and summary["removed"]["unusable_label"]["also_in_labels"] == 1
+    # the extra labels did train: 150 documents scored 2-5 move the out-of-fold scores
+    before = [
+        json.loads(line)["oof_score"]
+        for line in (tmp_path / "a" / "run" / "classifier" / "oof_scores.jsonl").read_text().splitlines()
+    ]
+    assert plain["metrics"]["n"] == len(labels)
+    assert np.mean(np.abs(np.array(before) - [row["oof_score"] for row in oof])) > 0.01

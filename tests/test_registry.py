@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from winnow.pipelines import cli, recipe, registry, status
+from winnow.pipelines import cli, guard, recipe, registry, status
 from winnow.pipelines.config import load_config
 from winnow.pipelines.report.run import write_run_report
 
@@ -53,8 +53,8 @@ def test_a_registered_stage_reaches_every_reader(toy_stage, capsys, monkeypatch)
     assert "a throwaway stage that only exists in this test" in cli.build_parser().format_help()
     assert cli.main(["stages"]) == 0
     assert capsys.readouterr().out.split()[-1] == "toy"
-    # the Slurm upstream order: it waits for every stage before it
-    assert registry.upstream_folders("toy") == [s for s in registry.names() if s != "toy"]
+    # the Slurm upstream order: it waits for every recipe stage before it (and for no optional one: it reads none)
+    assert registry.upstream_folders("toy", cfg) == [s.name for s in registry.recipe() if s.name != "toy"]
 
     # before it runs: status and the report say so, with the command that runs it
     status.run(cfg, argparse.Namespace(stage=None))
@@ -148,3 +148,33 @@ def test_a_run_folder_with_an_old_stage_folder_name_is_refused(tmp_path, capsys)
     assert err.startswith("winnow: config error: ") and "rename it to" in err and err.count("\n") == 1
     (tmp_path / "run" / "scored").rename(tmp_path / "run" / "score")
     assert cli.main(["status", "-c", str(config)]) == 0
+
+
+def test_an_optional_stage_is_upstream_only_of_the_stages_that_read_it(tmp_path):
+    """`make distill` after `make score` must not make re-running score refuse its own folder: score's fingerprint
+    includes distill's only when score.classifier is the student (and ablate's synthesize's only when an ablation
+    trains on it); then a changed student does refuse the scores made with the old one."""
+    run = tmp_path / "run"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"name: t\noutput_dir: {run}\n")
+    reading = tmp_path / "reading.yaml"
+    reading.write_text(
+        f"name: t\noutput_dir: {run}\nscore: {{classifier: {run / 'distill'}}}\n"
+        f"ablate: {{ablations: [{{name: synthetic, data: {run / 'synthesize'}}}]}}\n"
+    )
+    plain_cfg, reading_cfg = load_config(plain, check_inputs=False), load_config(reading, check_inputs=False)
+    assert registry.get("distill").in_recipe is False and registry.get("synthesize").in_recipe is False
+    assert "distill" not in registry.upstream_folders("score", plain_cfg)
+    assert "synthesize" not in registry.upstream_folders("ablate", plain_cfg)
+    assert "distill" in registry.upstream_folders("score", reading_cfg)
+    assert "synthesize" in registry.upstream_folders("ablate", reading_cfg)
+    assert "classifier" in registry.upstream_folders("score", plain_cfg)  # recipe stages stay upstream
+
+    score = registry.get("score")
+    configs = {"plain": plain_cfg, "reading": reading_cfg}
+    before = {k: guard.fingerprint(c, score, registry.upstream_folders("score", c)) for k, c in configs.items()}
+    (run / "distill").mkdir(parents=True)
+    (run / "distill" / guard.FINGERPRINT_FILE).write_text('{"stage": "distill"}')  # distill runs after score
+    after = {k: guard.fingerprint(c, score, registry.upstream_folders("score", c)) for k, c in configs.items()}
+    assert after["plain"] == before["plain"]
+    assert guard.differences(before["reading"], after["reading"]) == ["the distill stage's output it was computed from"]

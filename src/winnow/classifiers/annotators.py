@@ -236,14 +236,13 @@ class EndpointAnnotator:
         """Jittered backoff, or what the server asked for (Retry-After) when that is longer; at most 60 s."""
         return min(max(backoff_delay(attempt, self.backoff_s, self._jitter.random()), asked_s or 0.0), MAX_BACKOFF_S)
 
-    # ---- one document ----------------------------------------------------------------------------------------
-    async def annotate(self, text: str) -> Annotation:
-        """Rate one document: retry until scored or `max_attempts` is spent; never raises for a bad answer."""
-        rendered = self.prompt.render(text)
-        result = Annotation(status="failed")
+    async def _attempts(self, rendered: str, result, accept) -> tuple[list[str], bool]:
+        """Request until `accept(answer)` takes an answer (returns None, else the reason it did not) or `max_attempts`
+        is spent. A fatal error stops at once; a transient one or a refused answer waits (jittered backoff, or the
+        server's Retry-After) and tries again. Returns every failed attempt's reason, in order, and whether any
+        answer came back. `result.attempts` counts the requests (the synthesis generator retries the same way)."""
         reasons: list[str] = []
         got_answer = False
-        started = time.monotonic()
         client = self._pooled_client()
         for attempt in range(1, self.max_attempts + 1):
             result.attempts = attempt
@@ -258,13 +257,28 @@ class EndpointAnnotator:
                 asked_s = e.retry_after_s
             else:
                 got_answer = True
-                result.response, result.score, result.score_expected, reason = answer
-                if result.score is not None:
-                    result.status, result.error = "scored", None
+                refused = accept(answer)
+                if refused is None:
                     break
-                reasons.append(reason)
+                reasons.append(refused)
             if attempt < self.max_attempts:
                 await asyncio.sleep(self._wait_before_retry(attempt, asked_s))
+        return reasons, got_answer
+
+    # ---- one document ----------------------------------------------------------------------------------------
+    async def annotate(self, text: str) -> Annotation:
+        """Rate one document: retry until scored or `max_attempts` is spent; never raises for a bad answer."""
+        result = Annotation(status="failed")
+        started = time.monotonic()
+
+        def accept(answer) -> str | None:
+            result.response, result.score, result.score_expected, reason = answer
+            if result.score is None:
+                return reason
+            result.status, result.error = "scored", None
+            return None
+
+        reasons, got_answer = await self._attempts(self.prompt.render(text), result, accept)
         if result.status != "scored":
             result.status = "unparseable" if got_answer else "failed"
             result.error = " | ".join(reasons)

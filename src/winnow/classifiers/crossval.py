@@ -7,6 +7,7 @@
 Every document is scored once by a model that never saw it, so all labels serve as evaluation data, and the shipped
 model (trained on all labels by `train`) is the recipe these figures measure. A learning curve repeats the folds with
 a class-stratified share of each training part; the held-out parts stay whole, so the points are comparable.
+Extra labels (training only: classifier.extra_labels) join every fold's training part whole and are never scored.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray
 
 
 def cross_validate(
-    labels: LabelSet, settings: TrainSettings, k: int = 5, shares=(1.0,), cache=None, log=None
+    labels: LabelSet, settings: TrainSettings, k: int = 5, shares=(1.0,), cache=None, log=None, extra=None
 ) -> dict[float, dict]:
     """{share: {"scores": out-of-fold calibrated scores, "metrics": evaluate(...), "records": per-fold records}}."""
     results: dict[float, dict] = {}
@@ -41,7 +42,7 @@ def cross_validate(
             part = labels.subset(sorted(fit_rows))
             if share < 1:
                 part = part.fraction(share, seed=settings.seed)
-            classifier, record = train(part, settings)
+            classifier, record = train(part, settings, extra)
             held = [labels.texts[r] for r in held_rows]
             scores[held_rows] = classifier.predict(held, cache=cache)
             records.append({"fold": i, "train_rows": len(part), **_brief(record)})

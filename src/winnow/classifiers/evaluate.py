@@ -107,7 +107,13 @@ def _markdown(m: dict, curve: list[dict], about: dict) -> str:
         f"# Educational-quality classifier: {about['backbone']}",
         "",
         f"Trained on {about['train_rows']} labels from `{about['train_source']}`; evaluated by "
-        f"{about.get('evaluation', 'held-out labels')} on {m['n']} labels (`{about['eval_source']}`).",
+        f"{about.get('evaluation', 'held-out labels')} on {m['n']} labels (`{about['eval_source']}`)."
+        + (
+            f" Every fit also trained on {about['extra_labels']['rows']} training-only labels "
+            f"(`{about['extra_labels']['source']}`), never scored."
+            if about.get("extra_labels")
+            else ""
+        ),
         "",
         "| metric | value (95 % bootstrap interval) |",
         "|---|---|",

@@ -137,6 +137,13 @@ def model_card(config: dict, classifier_dir: Path, name: str) -> str:
     evaluation = json.loads(eval_file.read_text()) if eval_file.exists() else {}
     ci = (evaluation.get("metrics") or {}).get("f1_ci95")
     histogram = ", ".join(f"{k}: {v}" for k, v in (data.get("histogram") or {}).items())
+    extra = data.get("extra")
+    extra_line = (
+        f"- training only (never scored, so not in the metrics): `{extra['source']}`, {extra['rows']} documents "
+        f"(sha256 `{extra['sha256']}`), per score: {', '.join(f'{k}: {v}' for k, v in extra['histogram'].items())}\n"
+        if extra
+        else ""
+    )
     rows = [
         ("F1 of int_score ≥ 3", metrics.get("f1"), f" (95 % CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""),
         ("precision (≥ 3)", metrics.get("precision"), ""),
@@ -186,8 +193,8 @@ winnow: `winnow score --classifier path/to/{name}` (winnow uses its own copy of 
 
 - source: `{data.get("source")}`, {data.get("rows")} documents (sha256 `{data.get("sha256")}`)
 - labels per score: {histogram}
-
-## Metrics (held-out labels, n = {metrics.get("n")})
+{extra_line}
+## Metrics ({metrics.get("evaluation") or "held-out labels"}, n = {metrics.get("n")})
 
 | metric | value |
 |---|---|

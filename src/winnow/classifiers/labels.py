@@ -1,13 +1,14 @@
 """Label sets for the educational-quality classifier: documents with an integer score 0–5.
 
-A label source is a JSONL(.gz) or Parquet file, or a folder of them (the annotation stage writes
-`<output_dir>/annotate/*.parquet` with `text` and `score`). The score field may be nested, written
-with dots: the shared FineWeb-Edu Llama-3 files keep the label in `scores.score`. Rows whose label is
+A label source is a JSONL(.gz), CSV(.gz) (a header row) or Parquet file, a glob, or a folder of them (the
+annotation stage writes `<output_dir>/annotate/*.parquet` with `text` and `score`). The score field may be nested,
+written with dots: the shared FineWeb-Edu Llama-3 files keep the label in `scores.score`. Rows whose label is
 missing or outside 0–5 (an annotation the LLM answered without a score) are counted, never guessed.
 """
 
 from __future__ import annotations
 
+import csv
 import glob
 import gzip
 import hashlib
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 MAX_SCORE = 5  # the FineWeb-Edu prompt's additive 0–5 scale
+LABEL_FILES = ("*.parquet", "*.jsonl", "*.jsonl.gz", "*.csv", "*.csv.gz")  # what a folder of labels is read for
 
 
 @dataclass
@@ -40,6 +42,16 @@ class LabelSet:
             digest.update(text.encode("utf-8", "replace"))
             digest.update(b"\0%d\n" % int(score))
         return digest.hexdigest()
+
+    def describe(self) -> dict:
+        """Where the rows came from and what they hold (a saved model's config names its training data so)."""
+        return {
+            "source": self.source,
+            "rows": len(self),
+            "sha256": self.fingerprint(),
+            "histogram": self.histogram(),
+            "skipped": dict(self.skipped),
+        }
 
     def histogram(self) -> dict[int, int]:
         return {k: int((self.scores == k).sum()) for k in range(MAX_SCORE + 1)}
@@ -63,6 +75,20 @@ class LabelSet:
         return self.subset(sorted(keep))
 
 
+def concatenate(sets: list[LabelSet]) -> LabelSet:
+    """Several label sets as one (rows in order; sources joined with " + ", skipped rows summed)."""
+    skipped = Counter()
+    for part in sets:
+        skipped.update(part.skipped)
+    return LabelSet(
+        [t for part in sets for t in part.texts],
+        np.concatenate([part.scores for part in sets]),
+        [i for part in sets for i in part.ids],
+        " + ".join(part.source for part in sets),
+        skipped,
+    )
+
+
 def _lookup(row: dict, dotted: str):
     node = row
     for part in dotted.split("."):
@@ -74,11 +100,11 @@ def _lookup(row: dict, dotted: str):
 
 def label_files(source: str) -> list[str]:
     if os.path.isdir(source):
-        found = [p for ext in ("*.parquet", "*.jsonl", "*.jsonl.gz") for p in glob.glob(os.path.join(source, ext))]
+        found = [p for ext in LABEL_FILES for p in glob.glob(os.path.join(source, ext))]
     else:
         found = [p for p in glob.glob(source) if os.path.isfile(p)]
     if not found:
-        raise FileNotFoundError(f"no label file (JSONL or Parquet) at {source}")
+        raise FileNotFoundError(f"no label file (JSONL, CSV or Parquet) at {source}")
     return sorted(found)
 
 
@@ -89,7 +115,11 @@ def _rows(path: str):
         yield from pq.read_table(path).to_pylist()
         return
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        if path.endswith((".csv", ".csv.gz")):
+            csv.field_size_limit(1 << 30)  # a document is one field: far over csv's 128 kB default
+            yield from csv.DictReader(f)  # values are strings: the score "4" is read as 4 below
+            return
         for line in f:
             if line.strip():
                 yield json.loads(line)

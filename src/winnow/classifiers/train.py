@@ -11,6 +11,9 @@ cross-validation on the training labels (out-of-fold F1@3 after calibration) amo
 fasttext (DCLM-style): fastText on class-balanced (oversampled) labels, read out as an expected score.
 All: k-fold out-of-fold raw scores on the training labels fit the ScoreCalibration (the cut-points are chosen
 on scores of documents the model did not see), and the final model is fit on every training label.
+Extra labels (`train(..., extra=...)`, classifier.extra_labels: e.g. another LLM's annotations with the same prompt)
+join every fit, the inner folds' included, but are never scored: model selection and calibration are measured on the
+main labels alone, so a differently-distributed extra set can help the ranking without moving the cut-points.
 """
 
 from __future__ import annotations
@@ -230,14 +233,21 @@ def select(candidates: dict[str, np.ndarray], y: np.ndarray) -> tuple[str, list[
     return best["candidate"], table
 
 
-def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
-    """Train one classifier; returns it and a record of how (timings, model selection, calibration)."""
+def train(labels: LabelSet, s: TrainSettings, extra: LabelSet | None = None) -> tuple[EduClassifier, dict]:
+    """Train one classifier; returns it and a record of how (timings, model selection, calibration).
+    `extra`: labels added to every fit and never scored (see the module docstring)."""
     started = time.perf_counter(), cpu_seconds()
     y = labels.scores
+    y_extra = extra.scores if extra is not None else np.zeros(0, dtype=np.int64)
     record: dict = {"settings": asdict(s)}
     if s.backbone == "embed":
         x = embed_labels(labels, s)
+        x_extra = embed_labels(extra, s) if extra is not None else np.zeros((0, x.shape[1]), dtype=x.dtype)
         record["embed_seconds"] = time.perf_counter() - started[0]
+
+        def fit_data(rows):  # the main labels' `rows`, and every extra label
+            return np.concatenate([x[rows], x_extra]), np.concatenate([y[rows], y_extra])
+
         if s.head not in ("auto", "ridge", "linear"):
             raise ValueError(f"unknown head {s.head!r}: expected 'auto', 'ridge' or 'linear'")
         # every candidate is scored on the same folds; the winner's out-of-fold scores also fit the calibration
@@ -245,30 +255,35 @@ def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
         if s.head in ("auto", "ridge"):
             for alpha in s.alphas:
                 candidates[f"ridge alpha={alpha:g}"] = out_of_fold(
-                    len(y), y, s, lambda rows, held, a=alpha: head_scores(fit_ridge(x[rows], y[rows], a), x[held])
+                    len(y), y, s, lambda rows, held, a=alpha: head_scores(fit_ridge(*fit_data(rows), a), x[held])
                 )
         if s.head in ("auto", "linear"):
             fit_rows, dev_rows = _stratified_split(y, s.dev_share, s.seed)
-            _, best_epoch = fit_head(x[fit_rows], y[fit_rows], s, s.epochs, dev=(x[dev_rows], y[dev_rows]))
+            _, best_epoch = fit_head(*fit_data(fit_rows), s, s.epochs, dev=(x[dev_rows], y[dev_rows]))
             record["best_epoch"] = best_epoch
             candidates[f"sgd epochs={best_epoch}"] = out_of_fold(
-                len(y), y, s, lambda rows, held: head_scores(fit_head(x[rows], y[rows], s, best_epoch)[0], x[held])
+                len(y), y, s, lambda rows, held: head_scores(fit_head(*fit_data(rows), s, best_epoch)[0], x[held])
             )
         chosen, record["selection"] = select(candidates, y)
         record["chosen"] = chosen
         raw = candidates[chosen] if s.calibrate else None
         kind, value = chosen.split("=")
-        head = fit_ridge(x, y, float(value)) if kind == "ridge alpha" else fit_head(x, y, s, int(value))[0]
+        everything = fit_data(np.arange(len(y)))
+        head = (
+            fit_ridge(*everything, float(value)) if kind == "ridge alpha" else fit_head(*everything, s, int(value))[0]
+        )
         model_parts = {"head": head}
     elif s.backbone == "fasttext":
+        extra_texts = extra.texts if extra is not None else []
 
         def fit_and_score(rows, held):
-            return fit_fasttext([labels.texts[i] for i in rows], y[rows], s).expected_score(
+            texts = [labels.texts[i] for i in rows] + extra_texts
+            return fit_fasttext(texts, np.concatenate([y[rows], y_extra]), s).expected_score(
                 [labels.texts[i] for i in held]
             )
 
         raw = out_of_fold(len(y), y, s, fit_and_score) if s.calibrate else None
-        model_parts = {"fasttext": fit_fasttext(labels.texts, y, s)}
+        model_parts = {"fasttext": fit_fasttext(labels.texts + extra_texts, np.concatenate([y, y_extra]), s)}
     else:
         raise ValueError(f"unknown backbone {s.backbone!r}: expected 'embed' or 'fasttext'")
     calibration = ScoreCalibration.fit(raw, y) if raw is not None else ScoreCalibration()
@@ -278,13 +293,7 @@ def train(labels: LabelSet, s: TrainSettings) -> tuple[EduClassifier, dict]:
         "head": (record.get("chosen") or s.head) if s.backbone == "embed" else None,
         "max_tokens": s.max_tokens if s.backbone == "embed" else None,
         "hyperparameters": record["settings"],
-        "training_data": {
-            "source": labels.source,
-            "rows": len(labels),
-            "sha256": labels.fingerprint(),
-            "histogram": labels.histogram(),
-            "skipped": dict(labels.skipped),
-        },
+        "training_data": {**labels.describe(), "extra": extra.describe() if extra is not None else None},
     }
     record["train_seconds"] = time.perf_counter() - started[0]
     record["train_cpu_seconds"] = cpu_seconds() - started[1]

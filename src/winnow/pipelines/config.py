@@ -270,9 +270,21 @@ class FastTextConfig(Section):
     bucket: int = Field(200_000, ge=1000)  # hashed bigram rows; fastText's 2M default makes an 800 MB model
 
 
+class LabelSource(Section):
+    """One set of training-only labels (classifier.extra_labels): a JSONL/CSV/Parquet file, glob or folder."""
+
+    path: str
+    text_key: str = "text"
+    score_key: str = "score"  # dotted for nested fields
+    id_key: str = "id"
+
+
 class ClassifierConfig(Section):
     backbone: Literal["embed", "fasttext"] = "embed"
-    labels: str | None = None  # JSONL/Parquet file, glob or folder; default: <output_dir>/annotations
+    labels: str | None = None  # JSONL/CSV/Parquet file, glob or folder; default: <output_dir>/annotations
+    # labels that only train: in every fit, never scored (the metrics stay those of `labels`); e.g. another LLM's
+    # annotations with the same prompt
+    extra_labels: list[LabelSource] = Field(default_factory=list)
     eval_labels: str | None = None  # a separate held-out set, scored too; the headline is k-fold CV without it
     text_key: str = "text"
     score_key: str = "scores.score"  # dotted for nested fields; falls back to `score`

@@ -292,5 +292,5 @@ def run_stage(stage, cfg: RunConfig | None, args) -> int:
         return module.run(cfg, args) or 0
     from winnow.pipelines.registry import upstream_folders
 
-    with guarded(cfg, stage, upstream_folders(stage.name)):
+    with guarded(cfg, stage, upstream_folders(stage.name, cfg)):
         return module.run(cfg, args) or 0

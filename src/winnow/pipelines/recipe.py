@@ -103,7 +103,7 @@ def submit_graph(cfg: RunConfig, stages: list[registry.Stage]) -> int:
                 raise StageFailed(f"stage {stage.name} could not be submitted (exit {code})")
         else:
             stage_cfg = cfg.for_stage(stage.name)
-            with guarded(stage_cfg, stage, registry.upstream_folders(stage.name)):
+            with guarded(stage_cfg, stage, registry.upstream_folders(stage.name, stage_cfg)):
                 submit_stage_job(stage_cfg, stage.name, str(config_file))
         record = read_jobs(folder)
         if record is not None:  # mark it part of the graph: status proposes `winnow run` as the relaunch

@@ -118,10 +118,26 @@ def check_old_folders(output_dir: str | Path) -> None:
                 )
 
 
-def upstream_folders(name: str) -> list[str]:
-    """Stages before `name` in the order (all of them for a name that is not a stage)."""
+def upstream_folders(name: str, cfg=None) -> list[str]:
+    """The stages `name`'s output is computed from: the recipe's stages before it (all of them for a name that is not
+    a stage), and the optional stages before it that it reads under `cfg` (its module's `optional_upstream(cfg)`:
+    score when score.classifier is the distilled student, ablate when an ablation trains on synthesize/).
+
+    An optional stage run later does not change a finished stage that does not read it (`make distill` after
+    `make score` leaves score's folder valid), so it is not part of its fingerprint nor a Slurm dependency.
+    """
     order = names()
-    return order[: order.index(name)] if name in order else order
+    earlier = order[: order.index(name)] if name in order else order
+    reads = getattr(STAGES[name].load(), "optional_upstream", None) if name in STAGES and cfg is not None else None
+    optional = set(reads(cfg)) if reads else set()
+    return [s for s in earlier if STAGES[s].in_recipe or s in optional]
+
+
+def reads_stage(cfg, name: str, paths) -> bool:
+    """Whether any of `paths` (files, folders or globs, as a config names them) lies in stage `name`'s folder of
+    `cfg`'s run: what an `optional_upstream` hook asks."""
+    folder = STAGES[name].folder(cfg.output_dir).resolve()
+    return any(Path(p).resolve().is_relative_to(folder) for p in paths if p)
 
 
 # ---- winnow's stages, in the order they feed each other -------------------------------------------------------

@@ -14,11 +14,10 @@ Sampling settings beyond temperature and max_tokens (top_p, stop) travel in the 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
-from winnow.classifiers.annotators import EndpointAnnotator, _Fatal, _token_count, _Transient
+from winnow.classifiers.annotators import EndpointAnnotator, _token_count
 from winnow.classifiers.prompt import Prompt
 
 # the rendered synthesis prompt arrives whole: the annotator's document template is the identity
@@ -55,28 +54,17 @@ class TextGenerator(EndpointAnnotator):
     async def generate(self, rendered: str) -> Generation:
         """One generation: retried until an answer with text comes back or `max_attempts` is spent."""
         result = Generation()
-        reasons: list[str] = []
         started = time.monotonic()
-        client = self._pooled_client()
-        for attempt in range(1, self.max_attempts + 1):
-            result.attempts = attempt
-            asked_s = None
-            try:
-                text, finish_reason = await self._request(client, rendered, result)
-            except _Fatal as e:
-                reasons.append(str(e))
-                break
-            except _Transient as e:
-                reasons.append(str(e))
-                asked_s = e.retry_after_s
-            else:
-                if text.strip():
-                    result.status, result.text, result.finish_reason = "generated", text, finish_reason
-                    result.truncated = finish_reason == "length"
-                    break
-                reasons.append(f"empty completion (finish_reason {finish_reason})")
-            if attempt < self.max_attempts:
-                await asyncio.sleep(self._wait_before_retry(attempt, asked_s))
+
+        def accept(answer) -> str | None:
+            text, finish_reason = answer
+            if not text.strip():
+                return f"empty completion (finish_reason {finish_reason})"
+            result.status, result.text, result.finish_reason = "generated", text, finish_reason
+            result.truncated = finish_reason == "length"
+            return None
+
+        reasons, _ = await self._attempts(rendered, result, accept)
         if result.status != "generated":
             result.error = " | ".join(reasons)
         result.seconds = time.monotonic() - started

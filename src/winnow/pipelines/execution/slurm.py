@@ -391,7 +391,7 @@ def _upstream_jobs(cfg: RunConfig, stage: str) -> list[str]:
     """Final jobs of earlier stages of this run still queued: this stage starts after them. An earlier stage whose
     last Slurm submission ended without finishing stops the launch (its output would be incomplete)."""
     waits = []
-    for other in upstream_folders(stage.split("/")[0]):
+    for other in upstream_folders(stage.split("/")[0], cfg):
         record = read_jobs(Path(cfg.output_dir) / other)
         if not record or not record.get("final_job"):
             continue

@@ -36,6 +36,7 @@ from winnow.files import write_json
 from winnow.pipelines.config import AblateConfig, AblationSource, ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
 from winnow.pipelines.progress import show_progress
+from winnow.pipelines.registry import reads_stage
 from winnow.pipelines.status import wait_for_stage
 from winnow.proxy.evaluate import RECORDS_VERSION, evaluate_with_samples, load_model, write_lm_eval_outputs
 from winnow.proxy.model import preset
@@ -121,6 +122,12 @@ def run(cfg: RunConfig, args=None) -> int:
     if summaries:
         write_json(root / "summary.json", {"ablations": summaries, "config": acfg.model_dump()})
     return 0
+
+
+def optional_upstream(cfg: RunConfig) -> list[str]:
+    """The optional stages this one reads (registry.upstream_folders): synthesize, when an ablation trains on it."""
+    paths = [p for a in cfg.ablate.ablations for p in ([a.data] if isinstance(a.data, str) else a.data)]
+    return ["synthesize"] if reads_stage(cfg, "synthesize", paths) else []
 
 
 def write_mixes(cfg: RunConfig, acfg: AblateConfig) -> AblateConfig:

@@ -1,6 +1,7 @@
 """`winnow classifier`: evaluate the classifier recipe by k-fold cross-validation, then train and save it on all labels.
 
-Reads `classifier.labels` (default: the annotation stage's `<output_dir>/annotations/`), then
+Reads `classifier.labels` (default: the annotation stage's `<output_dir>/annotations/`) and `classifier.extra_labels`
+(training only: they join every fit and are never scored, so the figures below are those of `labels`), then
 1. cross-validates the recipe (classifiers/crossval.py): `cv_folds` folds, each trains the configured backbone on
    the other folds (model selection and calibration inside, on those folds only) and scores its own; the
    out-of-fold scores of all labels give F1@3, macro-F1 and Spearman with 95 % intervals — the headline, unless
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from winnow.classifiers.crossval import cross_validate
-from winnow.classifiers.embedding_cache import EmbeddingCache
+from winnow.classifiers.embedding_cache import EmbeddingCache, text_key
 from winnow.classifiers.evaluate import evaluate, write_report
-from winnow.classifiers.labels import label_files, load_labels
+from winnow.classifiers.labels import concatenate, label_files, load_labels
 from winnow.classifiers.saved import resolve_device
 from winnow.classifiers.train import TrainSettings, train
 from winnow.files import write_jsonl
@@ -54,7 +56,8 @@ def settings_from(cfg: RunConfig):
 def fingerprint_inputs(cfg: RunConfig) -> list[str]:
     """Label files named in the config (the annotate stage's own labels are covered by its fingerprint)."""
     files = []
-    for source in filter(None, (cfg.classifier.labels, cfg.classifier.eval_labels)):
+    sources = [cfg.classifier.labels, cfg.classifier.eval_labels, *(x.path for x in cfg.classifier.extra_labels)]
+    for source in filter(None, sources):
         try:
             files += label_files(source)
         except FileNotFoundError:
@@ -71,7 +74,8 @@ def _device(device: str) -> str:
 
 
 def load_label_sets(cfg: RunConfig):
-    """(labels, held-out labels or None): without eval_labels, cross-validation is the evaluation."""
+    """(labels, held-out labels or None, training-only labels or None): without eval_labels, cross-validation is the
+    evaluation."""
     c = cfg.classifier
     source = c.labels or str(cfg.stage_dir("annotate"))
     try:
@@ -79,7 +83,25 @@ def load_label_sets(cfg: RunConfig):
         held_out = load_labels(c.eval_labels, c.text_key, c.score_key, c.id_key) if c.eval_labels else None
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"classifier.labels: {e}") from None
-    return labels, held_out
+    extras = []
+    for i, x in enumerate(c.extra_labels):
+        try:
+            extras.append(load_labels(x.path, x.text_key, x.score_key, x.id_key))
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"classifier.extra_labels[{i}]: {e}") from None
+    return labels, held_out, _without(concatenate(extras), labels, held_out) if extras else None
+
+
+def _without(extra, *label_sets):
+    """The extra labels less the documents the others hold (trained on, then scored, they would inflate the figures);
+    those rows are counted in skipped["also_in_labels"]."""
+    evaluated = {text_key(t) for labels in label_sets if labels is not None for t in labels.texts}
+    keep = [i for i, t in enumerate(extra.texts) if text_key(t) not in evaluated]
+    if len(keep) == len(extra):
+        return extra
+    kept = extra.subset(keep)
+    kept.skipped = extra.skipped + Counter(also_in_labels=len(extra) - len(keep))
+    return kept
 
 
 def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
@@ -87,10 +109,11 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     settings = settings_from(cfg)
     c = cfg.classifier
     out = output_folder(cfg)
-    labels, held_out = load_label_sets(cfg)
+    labels, held_out, extra = load_label_sets(cfg)
     log(
-        f"winnow: classifier: {settings.backbone} on {len(labels)} labels {labels.histogram()}: "
-        f"{c.cv_folds}-fold cross-validation"
+        f"winnow: classifier: {settings.backbone} on {len(labels)} labels {labels.histogram()}"
+        + (f" (+ {len(extra)} training-only labels {extra.histogram()})" if extra else "")
+        + f": {c.cv_folds}-fold cross-validation"
         + (f", then the model trained on all of them scores {len(held_out)} held-out labels" if held_out else "")
     )
     classes = [k for k, n in labels.histogram().items() if n]
@@ -107,7 +130,7 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
 
     started = time.perf_counter()
     shares = sorted(set(c.learning_curve) | {1.0})
-    cv = cross_validate(labels, settings, k=c.cv_folds, shares=shares, cache=cache, log=log)
+    cv = cross_validate(labels, settings, k=c.cv_folds, shares=shares, cache=cache, log=log, extra=extra)
     curve = []
     for share in shares:
         m = cv[share]["metrics"]
@@ -120,7 +143,7 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
     cv_seconds = time.perf_counter() - started
     cv_metrics = cv[1.0]["metrics"]
 
-    classifier, record = train(labels, settings)  # the shipped model: the same recipe on every label
+    classifier, record = train(labels, settings, extra)  # the shipped model: the same recipe on every label
     held_metrics = evaluate(classifier.predict(held_out.texts, cache=cache), held_out.scores) if held_out else None
     metrics = held_metrics or cv_metrics
     about = {
@@ -128,6 +151,7 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
         "head": classifier.config.get("head"),
         "train_source": labels.source,
         "train_rows": len(labels),
+        "extra_labels": extra.describe() if extra else None,
         "evaluation": "held-out labels" if held_out else f"{c.cv_folds}-fold cross-validation (out-of-fold scores)",
         "eval_source": held_out.source if held_out else f"{labels.source} ({c.cv_folds}-fold cross-validation)",
         "eval_rows": len(held_out) if held_out else len(labels),
@@ -154,12 +178,13 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
         ),
     )
     write_report(out, metrics, curve, about)
-    skipped = dict(labels.skipped)
+    used = concatenate([labels, extra]) if extra else labels
+    skipped = dict(used.skipped)
     write_summary(
         out,
         stage_summary(
-            read=len(labels) + sum(skipped.values()),
-            kept=len(labels),
+            read=len(used) + sum(skipped.values()),
+            kept=len(used),
             removed={"unusable_label": skipped},
             eval={k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")},
         ),

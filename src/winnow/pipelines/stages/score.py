@@ -24,6 +24,7 @@ from winnow.pipelines.cards import write_dataset_card
 from winnow.pipelines.config import ConfigError, RunConfig
 from winnow.pipelines.execution import Step, launch, offline_environment
 from winnow.pipelines.plots import plot_score_histogram
+from winnow.pipelines.registry import reads_stage
 from winnow.pipelines.summary import stage_summary, step_counters, write_summary
 
 STAGE = "score"
@@ -182,6 +183,11 @@ def _paths_file(paths: list[str], root: str) -> str:
 def writes_stage_folder(args) -> bool:
     """`--input ... --output DIR` scores files outside any run: no stage folder to lock or fingerprint."""
     return not getattr(args, "input", None)
+
+
+def optional_upstream(cfg: RunConfig) -> list[str]:
+    """The optional stages this one reads (registry.upstream_folders): distill, when score.classifier is the student."""
+    return ["distill"] if reads_stage(cfg, "distill", [cfg.score.classifier]) else []
 
 
 def run(cfg: RunConfig | None, args) -> int:
