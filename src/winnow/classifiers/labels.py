@@ -108,11 +108,12 @@ def label_files(source: str) -> list[str]:
     return sorted(found)
 
 
-def _rows(path: str):
+def rows(path: str, columns: list[str] | None = None):
+    """Every row of a JSONL(.gz), CSV(.gz) or Parquet file as a dict (of Parquet, only `columns` when given)."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        yield from pq.read_table(path).to_pylist()
+        yield from pq.read_table(path, columns=columns).to_pylist()
         return
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
@@ -135,7 +136,7 @@ def load_labels(
     source = str(source)
     texts, scores, ids, skipped = [], [], [], Counter()
     for path in label_files(source):
-        for n, row in enumerate(_rows(path)):
+        for n, row in enumerate(rows(path)):
             text = _lookup(row, text_key)
             score = _lookup(row, score_key)
             if score is None and "." in score_key and "score" in row:

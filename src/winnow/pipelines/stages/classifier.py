@@ -178,13 +178,13 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
         ),
     )
     write_report(out, metrics, curve, about)
-    used = concatenate([labels, extra]) if extra else labels
-    skipped = dict(used.skipped)
+    used = len(labels) + (len(extra) if extra else 0)
+    skipped = dict(labels.skipped + (extra.skipped if extra else Counter()))
     write_summary(
         out,
         stage_summary(
-            read=len(used) + sum(skipped.values()),
-            kept=len(used),
+            read=used + sum(skipped.values()),
+            kept=used,
             removed={"unusable_label": skipped},
             eval={k: metrics[k] for k in ("n", "f1", "macro_f1", "spearman")},
         ),

@@ -18,9 +18,7 @@ distill/
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 from winnow.classifiers.distill import DistillSettings, distill
 from winnow.classifiers.embedding_cache import EmbeddingCache
 from winnow.classifiers.hf_format import read_config
-from winnow.classifiers.labels import label_files
+from winnow.classifiers.labels import label_files, rows
 from winnow.classifiers.model import DEFAULT_ENCODER
 from winnow.classifiers.saved import EduClassifier, check_classifier, load_classifier
 from winnow.classifiers.static import FORMAT as STATIC_FORMAT
@@ -56,9 +54,9 @@ def pool_files(cfg: RunConfig) -> list[str]:
             files += sorted(str(p) for p in source.glob("*.parquet"))
             continue
         try:
-            found = label_files(entry)  # the classifier's reader of a file, glob or folder of JSONL/Parquet
+            found = label_files(entry)  # the classifier's reader of a file, glob or folder of JSONL/CSV/Parquet
         except FileNotFoundError:
-            raise ConfigError(f"{cfg.source_file}: distill.pool: {entry!r} matches no JSONL/Parquet file") from None
+            raise ConfigError(f"{cfg.source_file}: distill.pool: {entry!r} matches no JSONL/CSV/Parquet file") from None
         files += found
     return list(dict.fromkeys(files))
 
@@ -169,19 +167,14 @@ def run(cfg: RunConfig, args) -> int:
 
 
 def _texts(path: str, key: str):
-    """The `key` field of every row of a JSONL(.gz) or Parquet file (None where a row has none)."""
+    """The `key` field of every row of a pool file (None where a row has none), read as the classifier reads labels."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         if key not in pq.read_schema(path).names:
             raise ConfigError(f"distill.text_key: {path} has no column {key!r}")
-        yield from pq.read_table(path, columns=[key]).column(key).to_pylist()
-        return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line).get(key)
+    for row in rows(path, [key]):
+        yield row.get(key)
 
 
 def _sha256(path: Path) -> str:
