@@ -297,3 +297,28 @@ def test_bad_parquet_files_row_groups_and_values_cost_only_themselves(tmp_path):
         ("b-ints.parquet:row 2", "text_not_a_string"),
         ("e-ok.parquet:row 1", "empty_text"),
     ]
+
+
+def test_streaming_parquet_reader_yields_datatrove_readers_documents(shared_data, tmp_path):
+    """The unbuffered reader (memory per row group) yields exactly what datatrove's ParquetReader yields: the same
+    ids, texts and metadata, in order, over many row groups, with empty texts skipped by both."""
+    import pyarrow as pa
+    from datatrove.pipeline.readers import ParquetReader
+
+    from winnow.blocks.readers import StreamingParquetReader
+
+    with gzip.open(shared_data / "fineweb" / "fineweb-sample-10BT" / "fineweb-legal-docs.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    rows[3]["text"] = ""  # skipped by both readers
+    table = pa.Table.from_pylist([{"id": r["id"], "text": r["text"], "url": r.get("url")} for r in rows])
+    pq.write_table(table, tmp_path / "docs.parquet", row_group_size=max(1, len(rows) // 7))
+    assert pq.ParquetFile(tmp_path / "docs.parquet").num_row_groups >= 7
+
+    def read(cls, **kwargs):
+        reader = cls(str(tmp_path), glob_pattern="*.parquet", recursive=False, batch_size=5, **kwargs)
+        return [(d.id, d.text, {k: v for k, v in d.metadata.items()}) for d in reader.run(rank=0, world_size=1)]
+
+    for kwargs in ({}, {"read_metadata": False}):
+        expected = read(ParquetReader, **kwargs)
+        assert len(expected) == len(rows) - 1
+        assert read(StreamingParquetReader, **kwargs) == expected

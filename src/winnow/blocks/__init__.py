@@ -7,6 +7,7 @@ Names are exported lazily, so `import winnow.blocks.<module>` stays cheap for mo
 
 _EXPORTS = {
     "WebArchiveReader": "winnow.blocks.readers",
+    "StreamingParquetReader": "winnow.blocks.readers",
     "EXTRACTORS": "winnow.blocks.extractors",
     "TrafilaturaExtractor": "winnow.blocks.extractors",
     "ResiliparseExtractor": "winnow.blocks.extractors",

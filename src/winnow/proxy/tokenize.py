@@ -93,13 +93,15 @@ def hf_tokenizer(path: str | os.PathLike):
 
 def source_reader(source: str, text_key: str = "text", limit: int = -1):
     """A datatrove reader for a subset folder (its top-level *.parquet) or a JSONL/Parquet file or glob."""
-    from datatrove.pipeline.readers import JsonlReader, ParquetReader
+    from datatrove.pipeline.readers import JsonlReader
+
+    from winnow.blocks.readers import StreamingParquetReader
 
     if os.path.isdir(source):
         folder, pattern = source, "*.parquet"
     else:
         folder, pattern = _split_glob(source)
-    kind = ParquetReader if pattern.endswith(".parquet") else JsonlReader
+    kind = StreamingParquetReader if pattern.endswith(".parquet") else JsonlReader
     return kind(folder, glob_pattern=pattern, recursive=False, text_key=text_key, limit=limit, shuffle_files=False)
 
 

@@ -48,7 +48,7 @@ def doc_rows(work_folder, rank: int, wanted: np.ndarray, columns: list[str]) -> 
 
     start = 0
     with get_datafolder(work_folder).open(f"docs/{rank:05d}.parquet", "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=columns):
+        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=65_536, columns=columns):
             lo, hi = np.searchsorted(wanted, [start, start + batch.num_rows])
             if hi > lo:
                 yield int(lo), batch.take(pa.array(wanted[lo:hi] - start))

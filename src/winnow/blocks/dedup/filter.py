@@ -33,7 +33,7 @@ def _rows(folder, path: str, columns: list[str]) -> Iterator[tuple]:
     import pyarrow.parquet as pq
 
     with folder.open(path, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=columns):
+        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=65_536, columns=columns):
             yield from zip(*(batch.column(c).to_pylist() for c in columns))
 
 

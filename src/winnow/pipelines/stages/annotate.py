@@ -521,9 +521,9 @@ def run(cfg: RunConfig, args=None) -> int:
         ensure_model_dir(cfg.annotator.model_dir)  # convert once here, not in every task
     stage_dir = annotations_dir(cfg)
     sample = write_sample(cfg)
-    from datatrove.pipeline.readers import ParquetReader
+    from winnow.blocks.readers import StreamingParquetReader
 
-    reader = ParquetReader(str(sample), glob_pattern="*.parquet", recursive=False)
+    reader = StreamingParquetReader(str(sample), glob_pattern="*.parquet", recursive=False)
     planned = json.loads((sample / "sample.json").read_text()).get("ids")  # the progress line's "docs n/planned"
     step = Step(STEP, [reader, build_runner(cfg, stage_dir)], tasks=cfg.annotate.tasks, extra={"documents": planned})
     launch(cfg, STAGE, [step], finalize=functools.partial(finalize, cfg))

@@ -109,11 +109,11 @@ def sources(cfg: RunConfig) -> tuple[dict[str, Path], list[str]]:
 def decontamination_step(
     source: str, folder: Path, out: Path, index: NgramIndex, tasks: int, layout: str = "flat", columns: str = "winnow"
 ) -> Step:
-    from datatrove.pipeline.readers import ParquetReader
+    from winnow.blocks.readers import StreamingParquetReader
 
     pattern, _ = subset_files(folder)
-    reader = ParquetReader(str(folder), glob_pattern=pattern, recursive=False, adapter=keep_empty_text)
-    reader.add_file_path = False  # kept documents get exactly the subset's columns (ParquetReader has no such argument)
+    reader = StreamingParquetReader(str(folder), glob_pattern=pattern, recursive=False, adapter=keep_empty_text)
+    reader.add_file_path = False  # kept documents get exactly the subset's columns (the reader has no such argument)
     # removed documents keep every column they arrive with, plus the match (never FineWeb-Edu's ten columns alone)
     block = DecontaminationFilter(index, exclusion_writer=ScoredParquetWriter(str(out / source / "removed" / REASON)))
     writer = ScoredParquetWriter(str(out / source), layout=layout, columns=columns)

@@ -58,10 +58,10 @@ def exact_config():
 
 
 def base_reader(cfg: RunConfig):
-    from datatrove.pipeline.readers import ParquetReader
+    from winnow.blocks.readers import StreamingParquetReader
 
     # sorted file listing (datatrove sorts it), no shuffling: every step sees the same documents in the same order
-    return ParquetReader(str(cfg.stage_dir(SOURCE)), glob_pattern="*.parquet", recursive=False)
+    return StreamingParquetReader(str(cfg.stage_dir(SOURCE)), glob_pattern="*.parquet", recursive=False)
 
 
 def n_tasks(cfg: RunConfig) -> int:

@@ -140,7 +140,9 @@ def _refuse_mixing_classifiers(out: Path, classifier: str) -> None:
 
 def _readers_for(files: list[str], text_key: str = "text", id_key: str = "id") -> list[tuple[str, object]]:
     """Group input files by format; each group is read from its common folder through a paths file."""
-    from datatrove.pipeline.readers import JsonlReader, ParquetReader
+    from datatrove.pipeline.readers import JsonlReader
+
+    from winnow.blocks.readers import StreamingParquetReader
 
     groups: dict[str, list[str]] = {}
     for path in files:
@@ -151,7 +153,7 @@ def _readers_for(files: list[str], text_key: str = "text", id_key: str = "id") -
     readers = []
     for kind, paths in sorted(groups.items()):
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
-        reader_cls = ParquetReader if kind == "parquet" else JsonlReader
+        reader_cls = StreamingParquetReader if kind == "parquet" else JsonlReader
         readers.append(
             (
                 kind,
@@ -192,7 +194,7 @@ def optional_upstream(cfg: RunConfig) -> list[str]:
 
 def run(cfg: RunConfig | None, args) -> int:
     offline_environment()
-    from datatrove.pipeline.readers import ParquetReader
+    from winnow.blocks.readers import StreamingParquetReader
 
     if args.input:
         if not args.output:
@@ -217,7 +219,10 @@ def run(cfg: RunConfig | None, args) -> int:
         out, run_cfg, stage = cfg.stage_dir(STAGE), cfg, STAGE
         tasks = min(len(files), cfg.score.tasks or cfg.executor.tasks)
         readers = [
-            ("parquet", ParquetReader(str(source), glob_pattern="*.parquet", recursive=False, adapter=keep_empty_text))
+            (
+                "parquet",
+                StreamingParquetReader(str(source), glob_pattern="*.parquet", recursive=False, adapter=keep_empty_text),
+            )
         ]
     if not (Path(classifier) / "config.json").exists():
         raise ConfigError(f"no saved classifier at {classifier}; run `winnow classifier` or pass --classifier")

@@ -29,13 +29,13 @@ STAGE = "subsets"
 def subset_step(
     source: Path, out: Path, thresholds: list[int], tasks: int, layout: str = "flat", columns: str = "winnow"
 ) -> Step:
-    from datatrove.pipeline.readers import ParquetReader
+    from winnow.blocks.readers import StreamingParquetReader
 
     def writer(folder: Path) -> ScoredParquetWriter:
         return ScoredParquetWriter(str(folder), layout=layout, columns=columns)
 
     names = ["all"] + [f"edu-{t}" for t in thresholds]
-    reader = ParquetReader(str(source), glob_pattern="*.parquet", recursive=False)
+    reader = StreamingParquetReader(str(source), glob_pattern="*.parquet", recursive=False)
     block = EduSubsetWriter(
         {name: writer(out / name) for name in names},
         thresholds,

@@ -394,8 +394,9 @@ def contamination_filter(cfg: RunConfig, writer):
 
 
 def build_postprocess_step(cfg: RunConfig, stage_dir: Path) -> Step:
-    from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
+
+    from winnow.blocks.readers import StreamingParquetReader
 
     def writer(folder: Path, filename: str, with_reason: bool):
         return ParquetWriter(
@@ -408,7 +409,7 @@ def build_postprocess_step(cfg: RunConfig, stage_dir: Path) -> Step:
 
     removed = functools.partial(writer, stage_dir / "removed", "${filter_reason}/${rank}.parquet", True)
     s = cfg.synthesize
-    seeds = ParquetReader(str(stage_dir / "plan"), glob_pattern="seeds.parquet", recursive=False)
+    seeds = StreamingParquetReader(str(stage_dir / "plan"), glob_pattern="seeds.parquet", recursive=False)
     pipeline = [
         GenerationsReader(str(stage_dir / "generations")),
         GPT2TokenCounter(),
