@@ -54,11 +54,9 @@ def command(stage: str, cfg: str) -> list[str]:
     return [sys.executable, "-m", "winnow.pipelines.cli", stage, "-c", cfg]
 
 
-def run_to_end(stage: str, cfg: str, cwd: Path) -> float:
-    t0 = time.monotonic()
+def run_to_end(stage: str, cfg: str, cwd: Path) -> None:
     result = subprocess.run(command(stage, cfg), cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, f"{stage}: {result.stderr[-3000:]}"
-    return time.monotonic() - t0
 
 
 def kill_at(stage: str, cfg: str, cwd: Path, stage_dir: Path, nth: int, delay_s: float) -> bool:
