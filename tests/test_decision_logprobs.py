@@ -438,3 +438,14 @@ def test_jury_of_three_samples_aggregates_and_accounts_for_every_document(tmp_pa
     failed = sum(r["status"] == "failed" for r in rows)
     assert (summary["requested"], summary["scored"], summary["failed"]) == (10, 10 - failed, failed) and failed == 2
     assert summary["read"] == summary["kept"] + sum(summary["removed"]["unparseable"].values()) + summary["failed"]
+    # the jury's agreement with itself, counted here pair by pair from what the server answered
+    juries = [[o for o in served[prompt.render(r["text"])] if isinstance(o, int)] for r in rows]
+    juries = [j for j in juries if len(j) >= 2]
+    pairs = [(a >= 3, b >= 3) for j in juries for i, a in enumerate(j) for k, b in enumerate(j) if i != k]
+    both = sum(a and b for a, b in pairs)
+    agreement = summary["jury_agreement"]
+    assert agreement["documents"] == len(juries) == 8  # 2 documents had no score, 2 others one malformed sample
+    assert agreement["pairwise_f1"] == pytest.approx(2 * both / sum(a + b for a, b in pairs))
+    rest = [(j[i] >= 3, round((sum(j) - j[i]) / (len(j) - 1)) >= 3) for j in juries if len(j) >= 3 for i in range(3)]
+    both = sum(a and b for a, b in rest)
+    assert agreement["sample_vs_rest_f1"] == pytest.approx(2 * both / sum(a + b for a, b in rest))

@@ -92,6 +92,54 @@ def _bootstrap_intervals(scores: np.ndarray, labels: np.ndarray, rounds: int = 1
     return {"macro_f1": interval(macro), "spearman": interval(rho)}
 
 
+def jury_agreement(sample_scores: list[list[int | None]], threshold: int = EDUCATIONAL, seed: int = 0) -> dict | None:
+    """How well an annotator agrees with itself: the ceiling of any classifier judged against its single answers.
+
+    `sample_scores`: per document, the scores of several samples (a jury, `annotator.samples > 1`); unparseable
+    ones (None) are left out, and documents with fewer than two are not counted. A classifier that learnt the
+    annotator's judgement perfectly predicts its *mean* answer, yet is scored against one sampled answer; so:
+    - `sample_vs_rest_f1`: F1 of `score >= threshold` of each sample against the rounded mean of the document's other
+      samples (documents with 3 or more; 95 % interval over documents resampled) - what a perfect model of a jury
+      of (samples - 1) scores against single labels;
+    - `pairwise_f1`: the same between two single samples (every ordered pair);
+    - `pairwise_spearman`: of each document's first two samples.
+    None when no document has two scored samples.
+    """
+    docs = [[int(s) for s in scores if s is not None] for scores in sample_scores]
+    docs = [d for d in docs if len(d) >= 2]
+    if not docs:
+        return None
+    first, second = np.array([d[0] for d in docs]), np.array([d[1] for d in docs])
+    pair_tp = pair_pos = 0
+    for d in docs:  # ordered pairs (i, j), i != j: k*(k-1) per document
+        above = np.array(d) >= threshold
+        pair_tp += int(above.sum() * (above.sum() - 1))
+        pair_pos += int(2 * above.sum() * (len(d) - 1))
+    # per document: (true positives, single-sample positives + rest-mean positives) of sample vs the rest
+    per_doc = []
+    for d in (d for d in docs if len(d) >= 3):
+        values = np.array(d, dtype=float)
+        rest = int_scores((values.sum() - values) / (len(values) - 1)) >= threshold
+        single = values >= threshold
+        per_doc.append((int((single & rest).sum()), int(single.sum() + rest.sum())))
+    out = {
+        "documents": len(docs),
+        "samples_per_document": round(float(np.mean([len(d) for d in docs])), 2),
+        "threshold": threshold,
+        "pairwise_f1": pair_tp * 2 / pair_pos if pair_pos else None,
+        "pairwise_spearman": float(spearmanr(first, second).statistic) if len(set(first)) > 1 else None,
+        "sample_vs_rest_f1": None,
+        "sample_vs_rest_f1_ci95": [None, None],
+    }
+    if per_doc:
+        tp, support = np.array(per_doc).T
+        out["sample_vs_rest_f1"] = float(2 * tp.sum() / support.sum()) if support.sum() else None
+        rows = np.random.default_rng(seed).integers(0, len(tp), size=(1000, len(tp)))
+        resampled = 2 * tp[rows].sum(1) / np.maximum(1, support[rows].sum(1))
+        out["sample_vs_rest_f1_ci95"] = [float(np.percentile(resampled, 2.5)), float(np.percentile(resampled, 97.5))]
+    return out
+
+
 def write_report(folder: str | Path, metrics: dict, curve: list[dict], about: dict) -> None:
     """eval.json, eval.md, confusion_matrix.png and learning_curve.png in `folder`."""
     folder = Path(folder)

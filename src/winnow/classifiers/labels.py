@@ -89,7 +89,7 @@ def concatenate(sets: list[LabelSet]) -> LabelSet:
     )
 
 
-def _lookup(row: dict, dotted: str):
+def lookup(row: dict, dotted: str):
     node = row
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -137,8 +137,8 @@ def load_labels(
     texts, scores, ids, skipped = [], [], [], Counter()
     for path in label_files(source):
         for n, row in enumerate(rows(path)):
-            text = _lookup(row, text_key)
-            score = _lookup(row, score_key)
+            text = lookup(row, text_key)
+            score = lookup(row, score_key)
             if score is None and "." in score_key and "score" in row:
                 score = row["score"]  # the annotation stage's flat column
             if not isinstance(text, str) or not text.strip():
@@ -157,7 +157,7 @@ def load_labels(
                 continue
             texts.append(text)
             scores.append(int(value))
-            ids.append(str(_lookup(row, id_key) if _lookup(row, id_key) is not None else f"{Path(path).name}/{n}"))
+            ids.append(str(lookup(row, id_key) if lookup(row, id_key) is not None else f"{Path(path).name}/{n}"))
     if not texts:
         raise ValueError(f"{source}: no usable labelled rows ({dict(skipped)}); check text_key/score_key")
     return LabelSet(texts, np.asarray(scores, dtype=np.int64), ids, source, skipped)

@@ -4,7 +4,7 @@
     winnow demo -c CONFIG                              the whole recipe (registry order), end to end
     winnow status -c CONFIG [--watch [SECONDS]]        per stage: tasks done, running, failed
     winnow stages                                      the stage names, in order (the Makefile reads this)
-    winnow evaluate / eval-extract / export-classifier tools that need no run config
+    winnow evaluate / eval-extract / export-classifier / jury-agreement   tools that need no run config
 
 Stage modules are imported only when their command runs, so `winnow --help` and a config error answer at
 once, before torch or datatrove are loaded. This is the only place that prints an error and picks an exit
@@ -52,6 +52,9 @@ COMMANDS = {
     ),
     "export-classifier": Command(
         "winnow.pipelines.tools.export_classifier", "write a saved classifier as a Hugging Face model folder", False
+    ),
+    "jury-agreement": Command(
+        "winnow.pipelines.tools.jury_agreement", "how well a jury of sampled LLM scores agrees with itself", False
     ),
 }
 

@@ -30,6 +30,7 @@ from datatrove.pipeline.inference.run_inference import InferenceConfig, Inferenc
 from datatrove.pipeline.inference.servers import InferenceServer
 
 from winnow.classifiers.annotators import AnnotatorUnavailable, EndpointAnnotator, annotate_document
+from winnow.classifiers.evaluate import jury_agreement
 from winnow.classifiers.local_server import GGUF_FILE, LocalServer, ensure_model_dir
 from winnow.classifiers.parsing import aggregate_scores
 from winnow.classifiers.prompt import load_prompt
@@ -452,6 +453,11 @@ def finalize(cfg: RunConfig) -> dict:
         "mode": cfg.annotator.resolved_mode(),
         "annotator_kind": cfg.annotator.kind,
     }
+    # a jury (annotator.samples > 1): how well the annotator agrees with itself, the ceiling of any classifier
+    # judged against its single answers
+    jury = jury_agreement([r["sample_scores"] or [] for r in rows])
+    if jury:
+        summary["jury_agreement"] = jury
     if cfg.annotator.kind == "local":
         summary["note"] = EMBEDDED_NOTE
     write_summary(stage_dir, summary)
