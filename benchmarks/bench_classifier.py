@@ -53,6 +53,7 @@ BACKBONES = {
     "minilm-sgd": {"backbone": "embed", "head": "linear", "max_tokens": 256},
     "mpnet": {"backbone": "embed", "head": "auto", "encoder": MPNET, "max_tokens": 384},
     "mpnet-ridge": {"backbone": "embed", "head": "ridge", "encoder": MPNET, "max_tokens": 384},
+    "minilm+fasttext": {"backbone": "embed+fasttext", "head": "auto", "max_tokens": 256},  # mean of the two
 }
 
 
@@ -73,7 +74,7 @@ def main() -> int:
     for name in args.backbones:
         settings = TrainSettings(**BACKBONES[name], cache_dir=args.cache)
         cache = None
-        if settings.backbone == "embed":
+        if settings.backbone in ("embed", "embed+fasttext"):
             try:
                 encoder_path(settings.encoder)  # fails here, with the install hint, when the wheels are missing
             except FileNotFoundError as e:

@@ -66,7 +66,7 @@ def main() -> int:
     student_speed = speed(student, val.texts[: args.student_docs])
     teacher_speed = speed(teacher, val.texts[: args.teacher_docs])
     cache = None
-    if isinstance(teacher, EduClassifier) and teacher.backbone == "embed":
+    if isinstance(teacher, EduClassifier) and teacher.uses_encoder:
         cache = EmbeddingCache(
             args.cache or Path(args.teacher) / "embeddings", teacher.config["encoder"], teacher.config["max_tokens"]
         )

@@ -136,3 +136,20 @@ def test_two_embedding_caches_on_one_folder_keep_each_others_vectors(tmp_path, l
     merged = EmbeddingCache(tmp_path, "enc", 64)
     assert len(merged.keys) == 30
     np.testing.assert_array_equal(merged.embed(texts, lambda missing: 1 / 0), encode(texts))
+
+
+def test_fasttext_line_is_the_regex_normalisation(shared_data):
+    """fastText's input line, built with str.replace for speed, equals the regex definition on real pages in many
+    languages and on odd whitespace (non-breaking space, line separators, control separators)."""
+    import re
+
+    from winnow.classifiers.model import fasttext_line
+
+    marks, spaces = re.compile(r"([.,!?;:()\[\]\"'«»“”])"), re.compile(r"\s+")
+    texts = ["a\u00a0b\u2028c\x1cd\x85e  \t\n«x»“y”[z](w)'q'\"r\"...", "", "  \n ", "ÀB. Ç,d"]
+    for name in ("llama31-multilingual/cc_merged.jsonl.gz", "fineweb-edu-llama3/val.jsonl.gz"):
+        with gzip.open(shared_data / "annotations" / name, "rt") as f:
+            texts += [json.loads(line)["text"] for line in f]
+    assert len(texts) > 1900
+    for text in texts:
+        assert fasttext_line(text) == spaces.sub(" ", marks.sub(r" \1 ", text.lower())).strip()

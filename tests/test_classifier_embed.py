@@ -71,3 +71,29 @@ def test_saved_embed_classifier_round_trips(small_run, tmp_path):
     loaded = EduClassifier.load(classifier.save(tmp_path / "clf"))
     assert not (tmp_path / "clf" / "model.safetensors").exists()  # the encoder is referenced, not copied
     np.testing.assert_allclose(loaded.predict(texts), before, atol=1e-5)
+
+
+def test_embed_plus_fasttext_averages_its_members_calibrated_scores(small_run, tmp_path):
+    """backbone embed+fasttext: each member trained and calibrated as alone; the score is the mean of the two."""
+    from winnow.classifiers.export import export_classifier
+    from winnow.errors import ConfigError
+
+    embed, _, train_set, val_set, cache = small_run
+    settings = TrainSettings(
+        backbone="embed+fasttext", max_tokens=128, cache_dir=str(cache.folder.parent), calibration_folds=3
+    )
+    ensemble, record = train(train_set, settings)
+    # its embed member is the embed classifier of the same settings (ridge is exact; its folds are the same)
+    assert record["embed"]["chosen"] == embed.config["head"]
+    assert ensemble.members["embed"].cuts == embed.calibration.cuts and record["fasttext"]["calibration"]
+    texts = val_set.texts
+    fasttext = ensemble.members["fasttext"](ensemble.fasttext.expected_score(texts))
+    scores = ensemble.predict(texts, cache=cache)
+    np.testing.assert_allclose(scores, (embed.predict(texts, cache=cache) + fasttext) / 2, atol=1e-6)
+    assert evaluate(scores, val_set.scores)["spearman"] > 0.25
+    # saved and loaded: both members, their calibrations, the same scores
+    folder = ensemble.save(tmp_path / "ensemble")
+    assert (folder / "head.pt").exists() and (folder / "model.bin").exists()
+    np.testing.assert_allclose(EduClassifier.load(folder).predict(texts[:12]), scores[:12], atol=1e-5)
+    with pytest.raises(ConfigError, match="fastText member"):  # no Hugging Face form: refused in one line
+        export_classifier(folder, tmp_path / "hf")

@@ -152,7 +152,8 @@ def test_an_embed_teacher_gives_its_scores_and_its_tokens_in_context_in_one_pass
     texts = fineweb(shared_data, 40, skip=700)
     vocabulary = StaticScorer.from_encoder("all-MiniLM-L6-v2", np.zeros((1, 1), np.float32), 32, 192)
     cache = EmbeddingCache(tmp_path, "all-MiniLM-L6-v2", 32)
-    scores, sums, counts = teacher_pass(embed_teacher, texts, vocabulary.tokenizer.get_vocab_size(), cache)
+    scores, targets, sums, counts = teacher_pass(embed_teacher, texts, vocabulary.tokenizer.get_vocab_size(), cache)
+    assert targets is scores  # an embed teacher's static part learns the teacher's own scores
     # the same scores as the teacher's own predict, and its sentence embeddings kept for the next run
     np.testing.assert_allclose(scores, embed_teacher.predict(texts), atol=1e-5)
     assert len(cache.keys) == len(texts)
@@ -160,3 +161,30 @@ def test_an_embed_teacher_gives_its_scores_and_its_tokens_in_context_in_one_pass
     cls, sep = vocabulary.tokenizer.token_to_id("[CLS]"), vocabulary.tokenizer.token_to_id("[SEP]")
     assert counts[cls] == counts[sep] == 40 and counts.sum() == 40 * 32
     assert np.count_nonzero(np.abs(sums).sum(1)) == np.count_nonzero(counts)
+
+
+def test_an_embed_plus_fasttext_teacher_is_distilled_by_its_slow_half(shared_data, tmp_path):
+    """The student of an embed+fasttext teacher learns the embed member's scores and keeps the fastText member."""
+    from winnow.classifiers.distill import teacher_pass
+
+    labels = load_labels(shared_data / "annotations" / "fineweb-edu-llama3" / "train.jsonl.gz").fraction(0.3)
+    settings = TrainSettings(backbone="embed+fasttext", max_tokens=64, head="ridge", calibration_folds=2)
+    teacher, _ = train(labels, settings)
+    texts = fineweb(shared_data, 200, skip=900)
+    vocabulary = StaticScorer.from_encoder("all-MiniLM-L6-v2", np.zeros((1, 1), np.float32), 64, 384)
+    scores, targets, _, _ = teacher_pass(teacher, texts[:20], vocabulary.tokenizer.get_vocab_size())
+    np.testing.assert_allclose(scores, teacher.predict(texts[:20]), atol=1e-5)
+    embed_only = teacher.members["embed"](teacher.head_scores(teacher.encoder.encode(texts[:20])))
+    np.testing.assert_allclose(targets, embed_only, atol=1e-5)  # the static part learns the embed member
+
+    distilled = DistillSettings(max_tokens=64, dim=64, vocabulary="pool", holdout=0.3)
+    student, record = distill(texts, teacher, distilled, log=lambda m: None)
+    assert student.member[0] is teacher.fasttext and student.member[1] is teacher.members["fasttext"]
+    held = [texts[i] for i in split_pool(len(texts), distilled.holdout, distilled.seed)[1]]
+    static_part = student.head(student.features(held))
+    fasttext_part = teacher.members["fasttext"](teacher.fasttext.expected_score(held))
+    np.testing.assert_allclose(student.predict(held), (static_part + fasttext_part) / 2, atol=1e-9)
+    assert record["holdout"]["spearman"] > 0.5, record["holdout"]
+    loaded = StaticScorer.load(student.save(tmp_path / "student"))
+    assert (tmp_path / "student" / "model.bin").exists()
+    np.testing.assert_allclose(loaded.predict(held), student.predict(held), atol=1e-9)

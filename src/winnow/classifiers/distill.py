@@ -6,11 +6,12 @@ model). The pool is unlabelled documents; a seeded `holdout` share of it never r
 measured on it against the teacher (Spearman, Pearson, mean absolute difference, agreement on `int_score >= 3`). The
 student learns the teacher's calibrated 0–5 scores directly, so its `int_score` means what the teacher's does.
 
-Token vectors: with an embed teacher (an encoder + head), a token's vector is its mean in-context output over the fit
-share of the pool, blended with its lone vector (the token through the encoder alone) as if that were `prior_tokens`
-more occurrences; a token the pool lacks keeps its lone vector. With any other teacher there are no in-context outputs
-to learn from and every token keeps its lone vector (model2vec's plain recipe). Measured on the demo pool (3,200 FineWeb
-documents, MiniLM teacher), Spearman with the teacher on held-out documents: lone vectors 0.69, in-context 0.77.
+Token vectors: with an embed teacher (an encoder + head, or embed+fasttext), a token's vector is its mean in-context
+output over the fit share of the pool, blended with its lone vector (the token through the encoder alone) as if that
+were `prior_tokens` more occurrences; a token the pool lacks keeps its lone vector. With any other teacher there are
+no in-context outputs to learn from and every token keeps its lone vector (model2vec's plain recipe). Measured on the
+demo pool (3,200 FineWeb documents, MiniLM teacher), Spearman with the teacher on held-out documents: lone vectors
+0.69, in-context 0.77.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from winnow.classifiers.model import DEFAULT_ENCODER
-from winnow.classifiers.saved import EduClassifier, int_scores
+from winnow.classifiers.saved import ENSEMBLE, EduClassifier, int_scores
 from winnow.classifiers.static import LinearHead, StaticScorer, contextual_token_sums, reduce, token_vectors
 
 # text cut before tokenizing: on the Llama-3 val documents, 6 characters per token still gives 254 tokens to every
@@ -77,16 +78,22 @@ def docs_per_cpu_second(scorer, texts: list[str], repeats: int = 1) -> float:
 
 
 def teacher_pass(teacher, texts: list[str], vocabulary: int, cache=None):
-    """(teacher scores, token sums, token counts) over `texts`. An embed teacher's encoder runs once for both: its
-    sentence embeddings give the scores (head, then calibration: exactly `teacher.predict`), its token outputs the
-    in-context sums. Any other teacher (fastText, a Hugging Face model) only gives scores (sums and counts are None)."""
-    if isinstance(teacher, EduClassifier) and teacher.backbone == "embed":
+    """(teacher scores, the scores the static part learns, token sums, token counts) over `texts`. An embed teacher's
+    encoder runs once for all: its sentence embeddings give the scores (head, then calibration: exactly
+    `teacher.predict`), its token outputs the in-context sums. An embed+fasttext teacher's static part learns its
+    embed member's calibrated scores (the student keeps the fastText member itself). Any other teacher (fastText, a
+    Hugging Face model) only gives scores (sums and counts are None)."""
+    if isinstance(teacher, EduClassifier) and teacher.uses_encoder:  # embed, or embed+fasttext
         sentences, sums, counts = contextual_token_sums(teacher.encoder, texts, vocabulary)
         if cache is not None:  # keep them: a re-run, or the classifier stage, need not encode these texts again
             row = {text: i for i, text in enumerate(texts)}
             cache.embed(texts, lambda missing: sentences[[row[t] for t in missing]])
-        return teacher.calibration(teacher.head_scores(sentences)), sums, counts
-    return np.asarray(teacher.predict(texts), dtype=float), None, None
+        scores = teacher.calibration(teacher.raw_from_embeddings(sentences, texts))
+        if teacher.backbone == ENSEMBLE:
+            return scores, teacher.members["embed"](teacher.head_scores(sentences)), sums, counts
+        return scores, scores, sums, counts
+    scores = np.asarray(teacher.predict(texts), dtype=float)
+    return scores, scores, None, None
 
 
 def distill(texts: list[str], teacher, s: DistillSettings, cache=None, log=print) -> tuple[StaticScorer, dict]:
@@ -99,7 +106,7 @@ def distill(texts: list[str], teacher, s: DistillSettings, cache=None, log=print
 
     # teacher: scores of every pool document; on the fit share, also its tokens' in-context outputs
     started = time.perf_counter(), time.process_time()
-    fit_scores, sums, counts = teacher_pass(teacher, fit_texts, vocabulary, cache)
+    fit_scores, targets, sums, counts = teacher_pass(teacher, fit_texts, vocabulary, cache)
     held_scores = np.asarray(
         teacher.predict(held_texts, cache=cache) if cache is not None else teacher.predict(held_texts), dtype=float
     )
@@ -122,17 +129,20 @@ def distill(texts: list[str], teacher, s: DistillSettings, cache=None, log=print
     record["vocabulary"] = {"size": vocabulary, "in_pool": int((counts > 0).sum()), "in_context": sums is not None}
     log(f" token vectors: {record['vocabulary']} in {record['token_vectors_cpu_seconds']} CPU-s")
 
-    # the head: ridge regression from the document's mean token vector to the teacher's score
+    # the head: ridge regression from the document's mean token vector to the teacher's score (of an embed+fasttext
+    # teacher: its embed member's; the student keeps the fastText member as it is)
     started = time.process_time()
     features = student.features(fit_texts)
-    student.head = LinearHead.fit(features, fit_scores)
+    student.head = LinearHead.fit(features, targets)
+    if isinstance(teacher, EduClassifier) and teacher.backbone == ENSEMBLE:
+        student.member = (teacher.fasttext, teacher.members["fasttext"])
     record["head_cpu_seconds"] = round(time.process_time() - started, 2)
     student.config["dim"] = int(student.embeddings.shape[1])
 
     # the measurement: documents neither model trained on
     record["fit_documents"], record["holdout_documents"] = len(fit_rows), len(held_rows)
     record["holdout"] = compare(student.predict(held_texts), held_scores)
-    record["fit"] = compare(student.head(features), fit_scores)
+    record["fit"] = compare(student.predict(fit_texts), fit_scores)
     record["student_docs_per_cpu_second"] = round(docs_per_cpu_second(student, held_texts), 1)
     log(
         f" student vs teacher on {len(held_rows)} held-out documents: Spearman {record['holdout']['spearman']:.3f}, "

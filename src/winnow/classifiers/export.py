@@ -35,7 +35,7 @@ import torch
 
 from winnow.classifiers.hf_format import read_config, register_winnow_model
 from winnow.classifiers.model import encoder_path
-from winnow.classifiers.saved import FORMAT
+from winnow.classifiers.saved import ENSEMBLE, FORMAT
 from winnow.errors import ConfigError
 
 EXPORT_FORMAT = "winnow-edu-classifier-hf/1"
@@ -74,6 +74,11 @@ def export_classifier(classifier_dir: str | Path, out: str | Path) -> Path:
     config = read_config(classifier_dir)
     if config.get("format") != FORMAT:
         raise ConfigError(f"--classifier {classifier_dir}: not a winnow classifier folder (format {FORMAT})")
+    if config["backbone"] == ENSEMBLE:
+        raise ConfigError(
+            f"--classifier {classifier_dir}: an {ENSEMBLE} classifier has a fastText member, which has no Hugging Face "
+            f"form; train classifier.backbone: embed to export (or score with winnow)"
+        )
     if config["backbone"] != "embed":
         raise ConfigError(
             f"--classifier {classifier_dir}: the {config['backbone']} backbone is not a transformer and has no Hugging "

@@ -6,6 +6,8 @@ classifier/
   head.pt        embed backbone: the regression head's state dict (the encoder is referenced, not copied)
   model.bin      fasttext backbone: the fastText model
 ```
+The `embed+fasttext` backbone saves both files; its config.json also has `members`, each member's own calibration:
+its score is the mean of the two members' calibrated scores (the ensemble's own `calibration` is then the identity).
 `EduClassifier.predict(texts)` returns calibrated float scores on the 0–5 scale; `int_scores` rounds and
 clamps them the way FineWeb-Edu does. `load_classifier(folder)` is what the score stage calls: it also takes a Hugging
 Face sequence-classification folder (the released FineWeb-Edu classifier's format, classifiers/hf_format.py) and a
@@ -29,6 +31,7 @@ from winnow.classifiers.static import StaticScorer
 from winnow.files import write_json
 
 FORMAT = "winnow-edu-classifier/1"
+ENSEMBLE = "embed+fasttext"  # the backbone that averages an embed and a fastText classifier
 LABEL_SCHEME = {"min": 0, "max": MAX_SCORE, "int_score": "round(clamp(score, 0, 5))", "educational": "int_score >= 3"}
 
 
@@ -80,8 +83,11 @@ class EduClassifier:
         fasttext: FastTextScorer | None = None,
         device: str = "cpu",
         batch_size: int | None = None,
+        members: dict[str, ScoreCalibration] | None = None,
     ):
         self.config = config
+        # embed+fasttext: each member's calibration; the score is the mean of the members' calibrated scores
+        self.members = members or {}
         self.backbone = config["backbone"]
         self.calibration = calibration
         self.head = head
@@ -98,6 +104,10 @@ class EduClassifier:
             )
         return self._encoder
 
+    @property
+    def uses_encoder(self) -> bool:
+        return self.backbone in ("embed", ENSEMBLE)
+
     # ---- scoring -------------------------------------------------------------------------------------------
     def raw_scores(self, texts: list[str], cache=None) -> np.ndarray:
         """Scores before calibration. `cache` (an EmbeddingCache) spares re-encoding known texts."""
@@ -107,6 +117,13 @@ class EduClassifier:
             embeddings = cache.embed(texts, lambda missing: self.encoder.encode(missing))
         else:
             embeddings = self.encoder.encode(texts)
+        return self.raw_from_embeddings(embeddings, texts)
+
+    def raw_from_embeddings(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
+        """Scores before calibration of texts whose sentence embeddings are known (an encoder backbone)."""
+        if self.backbone == ENSEMBLE:
+            embed = self.members["embed"](self.head_scores(embeddings))
+            return (embed + self.members["fasttext"](self.fasttext.expected_score(texts))) / 2
         return self.head_scores(embeddings)
 
     def head_scores(self, embeddings: np.ndarray) -> np.ndarray:
@@ -123,9 +140,11 @@ class EduClassifier:
         config = dict(self.config, format=FORMAT, label_scheme=LABEL_SCHEME, calibration=self.calibration.cuts)
         if metrics is not None:
             config["metrics"] = metrics
-        if self.backbone == "fasttext":
+        if self.members:
+            config["members"] = {name: {"calibration": c.cuts} for name, c in self.members.items()}
+        if self.fasttext is not None:
             self.fasttext.save(folder / "model.bin")
-        else:
+        if self.head is not None:
             torch.save(self.head.state_dict(), folder / "head.pt")
         write_json(folder / "config.json", config)  # written last: a folder with config.json is a complete model
         return folder
@@ -146,4 +165,11 @@ class EduClassifier:
         head = RegressionHead(state["mean"].shape[0])
         head.load_state_dict(state)
         head.eval()
-        return cls(config, calibration, head=head, device=device, batch_size=batch_size)
+        members = {
+            name: ScoreCalibration({int(t): c for t, c in member["calibration"].items()})
+            for name, member in config.get("members", {}).items()
+        }
+        fasttext = FastTextScorer.load(folder / "model.bin") if config["backbone"] == ENSEMBLE else None
+        return cls(
+            config, calibration, head=head, fasttext=fasttext, device=device, batch_size=batch_size, members=members
+        )

@@ -14,15 +14,20 @@ one addition that its authors call tokenlearn: vectors learned from the encoder'
    tokens + `[SEP]`, `max_tokens` in all (what the encoder reads) → the mean of their vectors, unit length → a linear
    head (ridge regression, inputs standardised) → a score on the 0–5 scale. The tokenizer is most of the cost.
 
-The head is fit in winnow.classifiers.distill (to a teacher classifier's scores). Saved folder:
+The head is fit in winnow.classifiers.distill (to a teacher classifier's scores). A teacher that is itself an
+ensemble of an encoder and a fastText model (`embed+fasttext`) is distilled by its slow half only: the student keeps
+the teacher's fastText member as it is (thousands of documents/s per core already), and its score is the mean of the
+static part's and the member's calibrated scores, as the teacher's is. Saved folder:
 
 ```
 distill/
   config.json       format winnow-static-scorer/1, backbone "static", encoder, dim, max_tokens, max_chars,
-                    teacher (folder, sha256), pool, held-out metrics, weights_sha256; written last (a complete model)
+                    teacher (folder, sha256), pool, held-out metrics, weights_sha256, fasttext_member (its
+                    calibration, for an embed+fasttext teacher); written last (a complete model)
   tokenizer.json    the encoder's fast tokenizer
   embeddings.npy    float32 [vocabulary size, dim]
   head.npz          mean, std, coef (dim), intercept: score = ((x - mean) / std) · coef + intercept
+  model.bin         the teacher's fastText member (embed+fasttext teachers only)
 ```
 `load_classifier` (classifiers/saved.py) loads it like any other scorer; `int_scores` applies unchanged.
 """
@@ -38,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.classifiers.model import encoder_path
+from winnow.classifiers.model import FastTextScorer, ScoreCalibration, encoder_path
 from winnow.files import write_json
 
 FORMAT = "winnow-static-scorer/1"
@@ -134,11 +139,19 @@ class LinearHead:
 class StaticScorer:
     """Texts → 0–5 scores from static token vectors and a linear head; `predict` is what the score stage calls."""
 
-    def __init__(self, tokenizer, embeddings: np.ndarray, head: LinearHead | None, config: dict):
+    def __init__(
+        self,
+        tokenizer,
+        embeddings: np.ndarray,
+        head: LinearHead | None,
+        config: dict,
+        member: tuple[FastTextScorer, ScoreCalibration] | None = None,
+    ):
         self.tokenizer = tokenizer
         self.embeddings = embeddings
         self.head = head
         self.config = config
+        self.member = member  # an embed+fasttext teacher's fastText member and its calibration, kept as they are
         self.max_tokens = int(config["max_tokens"])
         self.max_chars = int(config["max_chars"])
         tokenizer.no_padding()
@@ -186,7 +199,11 @@ class StaticScorer:
     def predict(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0)
-        return self.head(self.features(list(texts))).astype(float)
+        scores = self.head(self.features(list(texts))).astype(float)
+        if self.member is not None:  # as the embed+fasttext teacher: the mean of its two halves' calibrated scores
+            fasttext, calibration = self.member
+            scores = (scores + calibration(fasttext.expected_score(list(texts)))) / 2
+        return scores
 
     # ---- files -----------------------------------------------------------------------------------------------------
     def save(self, folder: str | Path, extra: dict | None = None) -> Path:
@@ -203,10 +220,15 @@ class StaticScorer:
             coef=self.head.coef,
             intercept=np.array(self.head.intercept),
         )
-        digest = hashlib.sha256()  # in config.json: the score stage fingerprints a classifier by its config.json
-        for name in ("embeddings.npy", "head.npz"):
-            digest.update((folder / name).read_bytes())
+        files = ["embeddings.npy", "head.npz"]
         self.config = {**self.config, **(extra or {}), "format": FORMAT, "backbone": "static"}
+        if self.member is not None:
+            self.member[0].save(folder / "model.bin")
+            files.append("model.bin")
+            self.config["fasttext_member"] = {"calibration": self.member[1].cuts}
+        digest = hashlib.sha256()  # in config.json: the score stage fingerprints a classifier by its config.json
+        for name in files:
+            digest.update((folder / name).read_bytes())
         self.config["weights_sha256"] = digest.hexdigest()
         write_json(folder / "config.json", self.config)  # last: a folder with config.json is a complete model
         return folder
@@ -220,9 +242,14 @@ class StaticScorer:
         if config.get("format") != FORMAT:
             raise ValueError(f"{folder}: not a static scorer (format {config.get('format')!r}, expected {FORMAT})")
         head = np.load(folder / "head.npz")
+        member = None
+        if config.get("fasttext_member") is not None:
+            cuts = {int(t): c for t, c in config["fasttext_member"]["calibration"].items()}
+            member = (FastTextScorer.load(folder / "model.bin"), ScoreCalibration(cuts))
         return cls(
             Tokenizer.from_file(str(folder / "tokenizer.json")),
             np.load(folder / "embeddings.npy"),
             LinearHead(head["mean"], head["std"], head["coef"], float(head["intercept"])),
             config,
+            member,
         )

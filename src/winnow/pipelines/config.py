@@ -280,7 +280,7 @@ class LabelSource(Section):
 
 
 class ClassifierConfig(Section):
-    backbone: Literal["embed", "fasttext"] = "embed"
+    backbone: Literal["embed", "fasttext", "embed+fasttext"] = "embed"
     labels: str | None = None  # JSONL/CSV/Parquet file, glob or folder; default: <output_dir>/annotations
     # labels that only train: in every fit, never scored (the metrics stay those of `labels`); e.g. another LLM's
     # annotations with the same prompt

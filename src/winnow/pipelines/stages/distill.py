@@ -99,7 +99,7 @@ def read_pool(cfg: RunConfig) -> tuple[list[str], Counter, int]:
 
 def embedding_cache(cfg: RunConfig, teacher) -> EmbeddingCache | None:
     """An embed teacher's sentence embeddings are kept in the classifier's cache (so a re-run does not re-encode)."""
-    if not (isinstance(teacher, EduClassifier) and teacher.backbone == "embed"):
+    if not (isinstance(teacher, EduClassifier) and teacher.uses_encoder):
         return None
     folder = cfg.distill.embedding_cache or cfg.classifier.embedding_cache or str(teacher_folder(cfg) / "embeddings")
     return EmbeddingCache(folder, teacher.config["encoder"], teacher.config["max_tokens"])
