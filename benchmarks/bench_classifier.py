@@ -32,6 +32,7 @@ from winnow.classifiers.crossval import cross_validate  # noqa: E402
 from winnow.classifiers.embedding_cache import EmbeddingCache  # noqa: E402
 from winnow.classifiers.labels import load_labels  # noqa: E402
 from winnow.classifiers.model import MPNET, encoder_path  # noqa: E402
+from winnow.classifiers.saved import ENCODER_BACKBONES  # noqa: E402
 from winnow.classifiers.train import TrainSettings, cpu_seconds, train  # noqa: E402
 
 LABELS = SHARED_DATA / "annotations" / "fineweb-edu-llama3"
@@ -74,7 +75,7 @@ def main() -> int:
     for name in args.backbones:
         settings = TrainSettings(**BACKBONES[name], cache_dir=args.cache)
         cache = None
-        if settings.backbone in ("embed", "embed+fasttext"):
+        if settings.backbone in ENCODER_BACKBONES:
             try:
                 encoder_path(settings.encoder)  # fails here, with the install hint, when the wheels are missing
             except FileNotFoundError as e:

@@ -170,6 +170,12 @@ class FastTextScorer:
         return scores
 
 
+def mean_with_fasttext(scores: np.ndarray, texts: list[str], fasttext: FastTextScorer, calibration) -> np.ndarray:
+    """An embed+fasttext score: the mean of a calibrated embed score and the fastText member's calibrated score (the
+    ensemble classifier and its distilled student both score this way)."""
+    return (np.asarray(scores, dtype=float) + calibration(fasttext.expected_score(list(texts)))) / 2
+
+
 class ScoreCalibration:
     """A monotone piecewise-linear map raw score → 0–5 scale through knots (cut_t, t − 0.5).
 

@@ -25,13 +25,20 @@ import torch
 from winnow.classifiers.hf_format import HFSequenceClassifier, is_hf_config, read_config
 from winnow.classifiers.hf_format import check_config as check_hf_config
 from winnow.classifiers.labels import MAX_SCORE
-from winnow.classifiers.model import FastTextScorer, RegressionHead, ScoreCalibration, SentenceEncoder
+from winnow.classifiers.model import (
+    FastTextScorer,
+    RegressionHead,
+    ScoreCalibration,
+    SentenceEncoder,
+    mean_with_fasttext,
+)
 from winnow.classifiers.static import FORMAT as STATIC_FORMAT
 from winnow.classifiers.static import StaticScorer
 from winnow.files import write_json
 
 FORMAT = "winnow-edu-classifier/1"
 ENSEMBLE = "embed+fasttext"  # the backbone that averages an embed and a fastText classifier
+ENCODER_BACKBONES = ("embed", ENSEMBLE)  # the backbones that read documents through a sentence encoder
 LABEL_SCHEME = {"min": 0, "max": MAX_SCORE, "int_score": "round(clamp(score, 0, 5))", "educational": "int_score >= 3"}
 
 
@@ -106,7 +113,7 @@ class EduClassifier:
 
     @property
     def uses_encoder(self) -> bool:
-        return self.backbone in ("embed", ENSEMBLE)
+        return self.backbone in ENCODER_BACKBONES
 
     # ---- scoring -------------------------------------------------------------------------------------------
     def raw_scores(self, texts: list[str], cache=None) -> np.ndarray:
@@ -123,7 +130,7 @@ class EduClassifier:
         """Scores before calibration of texts whose sentence embeddings are known (an encoder backbone)."""
         if self.backbone == ENSEMBLE:
             embed = self.members["embed"](self.head_scores(embeddings))
-            return (embed + self.members["fasttext"](self.fasttext.expected_score(texts))) / 2
+            return mean_with_fasttext(embed, texts, self.fasttext, self.members["fasttext"])
         return self.head_scores(embeddings)
 
     def head_scores(self, embeddings: np.ndarray) -> np.ndarray:
@@ -165,10 +172,7 @@ class EduClassifier:
         head = RegressionHead(state["mean"].shape[0])
         head.load_state_dict(state)
         head.eval()
-        members = {
-            name: ScoreCalibration({int(t): c for t, c in member["calibration"].items()})
-            for name, member in config.get("members", {}).items()
-        }
+        members = {name: ScoreCalibration(member["calibration"]) for name, member in config.get("members", {}).items()}
         fasttext = FastTextScorer.load(folder / "model.bin") if config["backbone"] == ENSEMBLE else None
         return cls(
             config, calibration, head=head, fasttext=fasttext, device=device, batch_size=batch_size, members=members

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.classifiers.model import FastTextScorer, ScoreCalibration, encoder_path
+from winnow.classifiers.model import FastTextScorer, ScoreCalibration, encoder_path, mean_with_fasttext
 from winnow.files import write_json
 
 FORMAT = "winnow-static-scorer/1"
@@ -201,8 +201,7 @@ class StaticScorer:
             return np.zeros(0)
         scores = self.head(self.features(list(texts))).astype(float)
         if self.member is not None:  # as the embed+fasttext teacher: the mean of its two halves' calibrated scores
-            fasttext, calibration = self.member
-            scores = (scores + calibration(fasttext.expected_score(list(texts)))) / 2
+            scores = mean_with_fasttext(scores, texts, *self.member)
         return scores
 
     # ---- files -----------------------------------------------------------------------------------------------------
@@ -244,8 +243,8 @@ class StaticScorer:
         head = np.load(folder / "head.npz")
         member = None
         if config.get("fasttext_member") is not None:
-            cuts = {int(t): c for t, c in config["fasttext_member"]["calibration"].items()}
-            member = (FastTextScorer.load(folder / "model.bin"), ScoreCalibration(cuts))
+            calibration = ScoreCalibration(config["fasttext_member"]["calibration"])
+            member = (FastTextScorer.load(folder / "model.bin"), calibration)
         return cls(
             Tokenizer.from_file(str(folder / "tokenizer.json")),
             np.load(folder / "embeddings.npy"),

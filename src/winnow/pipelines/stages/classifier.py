@@ -23,7 +23,7 @@ from winnow.classifiers.crossval import cross_validate
 from winnow.classifiers.embedding_cache import EmbeddingCache, text_key
 from winnow.classifiers.evaluate import evaluate, write_report
 from winnow.classifiers.labels import concatenate, label_files, load_labels
-from winnow.classifiers.saved import ENSEMBLE, resolve_device
+from winnow.classifiers.saved import ENCODER_BACKBONES, resolve_device
 from winnow.classifiers.train import TrainSettings, train
 from winnow.files import write_jsonl
 from winnow.pipelines.config import ConfigError, RunConfig
@@ -124,7 +124,7 @@ def train_and_evaluate(cfg: RunConfig, log=print) -> dict:
         )
     cache = (
         EmbeddingCache(settings.cache_dir, settings.encoder, settings.max_tokens)
-        if settings.backbone in ("embed", ENSEMBLE)
+        if settings.backbone in ENCODER_BACKBONES
         else None
     )
 
